@@ -1,0 +1,147 @@
+"""``sweep``: validate, plan, run and report a study.
+
+Exit codes: 0 done; 1 some jobs failed (the rest finished); 2 bad input (nothing started);
+130 interrupted (run the same command again to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from sweep.spec import Spec, SpecError, load_spec
+
+log = logging.getLogger("sweep")
+
+
+def tracking_uri_for(spec: Spec, cli_uri: str | None) -> str:
+    """--mlflow-uri, else the spec's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else sqlite."""
+    from sweep.tracking import default_tracking_uri
+
+    uri = cli_uri or spec.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    storage = Path(spec.storage).expanduser().resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    return default_tracking_uri(storage)
+
+
+def _setup_logging(verbose: int) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("alembic", "mlflow", "urllib3", "filelock", "datasets", "httpx", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_validate(args) -> int:
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: valid study '{spec.name}'")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from sweep.plan import build_plan, format_plan
+
+    plan = build_plan(load_spec(args.spec))
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from sweep.plan import build_plan, format_plan
+
+    spec = load_spec(args.spec)
+    plan = build_plan(spec)
+    if args.dry_run:
+        print(format_plan(plan))
+        return 0
+    from sweep.prepare import prepare_study
+    from sweep.run import run_study
+
+    uri = tracking_uri_for(spec, args.mlflow_uri)
+    log.info("study %s: %d jobs; MLflow at %s", spec.name, len(plan.jobs), uri)
+    prepare_study(spec)
+    summary, _ = run_study(spec, plan, tracking_uri=uri, address=args.address,
+                           max_concurrent=args.max_concurrent, verbose=args.verbose)
+    resumed = sum(1 for o in summary.outcomes.values() if o.resumed)
+    print(f"\nstudy {spec.name}: {summary.count('finished')} jobs finished ({resumed} already done "
+          f"before this run), {summary.count('failed')} failed, {summary.count('blocked')} blocked")
+    for outcome in summary.outcomes.values():
+        if outcome.status != "finished":
+            job = plan.by_id[outcome.job_id]
+            print(f"  {outcome.status}: {job.label} [{job.id}] {outcome.error or ''}")
+    if summary.interrupted:
+        print("interrupted: run the same command again to resume")
+        return 130
+    _report(spec, uri)
+    print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open http://127.0.0.1:5000)")
+    return 1 if summary.count("failed") or summary.count("blocked") else 0
+
+
+def _report(spec: Spec, uri: str) -> None:
+    from sweep.report import generate_report
+    from sweep.run import StudyPaths
+
+    order = ["+".join(i) if i else "none" for i in spec.intermediate]
+    report, paths = generate_report(uri, spec.experiment, spec.name, StudyPaths(spec).root,
+                                    intermediate_order=order,
+                                    target_order=[t.task for t in spec.targets])
+    print()
+    print(paths["md"].read_text() if "md" in paths else report)
+    print("report written to " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_report(args) -> int:
+    spec = load_spec(args.spec)
+    _report(spec, tracking_uri_for(spec, args.mlflow_uri))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=1,
+                        help="more output (-vv also streams trial logs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a study spec and exit")
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="print the job DAG of a study")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run (or resume) a study on Ray Tune")
+    p.add_argument("spec")
+    p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite file in the storage path)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--dry-run", action="store_true", help="validate and plan only; start nothing")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the study's results table from MLflow")
+    p.add_argument("spec")
+    p.add_argument("--mlflow-uri")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

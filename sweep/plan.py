@@ -1,0 +1,180 @@
+"""Expand a spec into a DAG of jobs.
+
+* An *intermediate job* trains the encoder on an intermediate task (set). Its id hashes everything
+  that determines its checkpoint (model, tasks, their options, hyperparameter space, search, seed),
+  so it is trained once and reused by every target job that starts from it.
+* A *target job* trains on the English data of a target task, starting from the pretrained model
+  (baseline ``none``) or from an intermediate job's checkpoint, and evaluates per language.
+* An *eval job* evaluates a target without training data (retrieval) on that same encoder.
+
+Ids are content hashes: stable across runs, machines and key order, so they key resumption.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec
+from trainables.tasks import task_info
+
+# Bump when a change makes old results incomparable (it changes every job id).
+PLAN_FORMAT = 1
+STAGE_ORDER = ("intermediate", "target", "eval")
+
+
+def canonical_hash(payload: Any, length: int = 12) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def hp_space_dict(space: dict[str, HyperParameter]) -> dict[str, Any]:
+    """A JSON-able form of a hyperparameter space (for ids, MLflow params and --json)."""
+    out: dict[str, Any] = {}
+    for name, hp in sorted(space.items()):
+        if isinstance(hp, Fixed):
+            out[name] = hp.value
+        elif isinstance(hp, Grid):
+            out[name] = {"grid": list(hp.values)}
+        elif isinstance(hp, Distribution):
+            out[name] = {k: v for k, v in (("distribution", hp.kind), ("low", hp.low),
+                                            ("high", hp.high), ("values", hp.values)) if v is not None}
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    stage: str
+    model: str
+    seed: int
+    intermediate: tuple[str, ...]          # () = no intermediate training (baseline)
+    target: str | None                     # None for intermediate jobs
+    languages: tuple[str, ...] = ()
+    hyperparameters: dict = field(default_factory=dict, compare=False, hash=False)
+    depends_on: tuple[str, ...] = ()
+    task_options: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def intermediate_name(self) -> str:
+        return "+".join(self.intermediate) if self.intermediate else "none"
+
+    @property
+    def label(self) -> str:
+        """Readable run name: ``mnli s1``, ``mnli→xnli s1``, ``none→tatoeba s2``."""
+        if self.stage == "intermediate":
+            return f"{self.intermediate_name} s{self.seed}"
+        return f"{self.intermediate_name}→{self.target} s{self.seed}"
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.intermediate if self.stage == "intermediate" else (self.target,)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "stage": self.stage, "label": self.label, "model": self.model,
+                "seed": self.seed, "intermediate": list(self.intermediate), "target": self.target,
+                "languages": list(self.languages), "hyperparameters": self.hyperparameters,
+                "depends_on": list(self.depends_on), "task_options": self.task_options}
+
+
+@dataclass
+class Plan:
+    study: str
+    jobs: list[Job]
+
+    def __post_init__(self) -> None:
+        self.by_id = {j.id: j for j in self.jobs}
+
+    def stage(self, name: str) -> list[Job]:
+        return [j for j in self.jobs if j.stage == name]
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(j.stage for j in self.jobs)
+        return {s: c.get(s, 0) for s in STAGE_ORDER}
+
+    def reuse(self) -> dict[str, int]:
+        """Intermediate trainings scheduled vs one per (intermediate, target, seed) pair."""
+        per_pair = sum(1 for j in self.jobs if j.stage != "intermediate" and j.intermediate)
+        scheduled = self.counts()["intermediate"]
+        return {"intermediate_trainings": scheduled, "without_reuse": per_pair,
+                "saved": max(per_pair - scheduled, 0)}
+
+    def dependents(self, job_id: str) -> list[Job]:
+        return [j for j in self.jobs if job_id in j.depends_on]
+
+    def to_dict(self) -> dict:
+        return {"study": self.study, "jobs": [j.to_dict() for j in self.jobs],
+                "counts": self.counts(), "reuse": self.reuse()}
+
+
+def _task_options(spec: Spec, tasks: tuple[str, ...]) -> dict:
+    return {t: spec.tasks[t].model_dump(exclude_none=True) for t in tasks if t in spec.tasks}
+
+
+def _search_identity(spec: Spec, space: dict) -> dict:
+    """Search settings change which trial wins, so they belong to the job's identity —
+    but only when the job's space actually has something to search."""
+    searched = any(isinstance(v, dict) for v in space.values())
+    if not searched:
+        return {}
+    s = spec.search
+    return {"algorithm": s.algorithm, "num_samples": s.num_samples, "metric": s.metric,
+            "mode": s.mode, "scheduler": s.scheduler}
+
+
+def build_plan(spec: Spec) -> Plan:
+    """Intermediate jobs first, then target and eval jobs; ids are content hashes."""
+    jobs: list[Job] = []
+    inter_space = hp_space_dict(spec.hyperparameters["intermediate"])
+    target_space = hp_space_dict(spec.hyperparameters["target"])
+    intermediate_ids: dict[tuple[tuple[str, ...], int], str] = {}
+    for seed in spec.seeds:
+        for tasks in spec.intermediate:
+            if not tasks:
+                continue
+            options = _task_options(spec, tasks)
+            ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model, "tasks": list(tasks),
+                     "hp": inter_space, "search": _search_identity(spec, inter_space), "seed": seed,
+                     "options": options}
+            job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model, seed=seed,
+                      intermediate=tasks, target=None, hyperparameters=inter_space, task_options=options)
+            intermediate_ids[(tasks, seed)] = job.id
+            jobs.append(job)
+    for seed in spec.seeds:
+        for tasks in spec.intermediate:
+            parent = intermediate_ids.get((tasks, seed))
+            for target in spec.targets:
+                trainable = task_info(target.task).trainable
+                stage = "target" if trainable else "eval"
+                space = target_space if trainable else {}
+                options = _task_options(spec, (target.task,))
+                ident = {"v": PLAN_FORMAT, "stage": stage, "model": spec.model, "from": parent,
+                         "target": target.task, "languages": list(target.languages), "hp": space,
+                         "search": _search_identity(spec, space), "seed": seed, "options": options}
+                jobs.append(Job(id=stage[0] + "-" + canonical_hash(ident), stage=stage, model=spec.model,
+                                seed=seed, intermediate=tasks, target=target.task,
+                                languages=target.languages, hyperparameters=space,
+                                depends_on=(parent,) if parent else (), task_options=options))
+    return Plan(spec.name, jobs)
+
+
+def format_plan(plan: Plan) -> str:
+    """The human-readable job table with counts per stage and the reuse saving."""
+    rows = [("id", "stage", "job", "languages", "depends on")]
+    for j in plan.jobs:
+        rows.append((j.id, j.stage, j.label, str(len(j.languages)) if j.languages else "-",
+                     ",".join(j.depends_on) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = plan.counts()
+    reuse = plan.reuse()
+    lines.append("")
+    lines.append(f"study {plan.study}: {len(plan.jobs)} jobs — "
+                 + ", ".join(f"{counts[s]} {s}" for s in STAGE_ORDER))
+    lines.append(f"intermediate trainings: {reuse['intermediate_trainings']} scheduled, "
+                 f"{reuse['without_reuse']} if trained per (intermediate, target, seed) pair — "
+                 f"reuse saves {reuse['saved']}")
+    return "\n".join(lines)

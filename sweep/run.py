@@ -1,0 +1,335 @@
+"""Execute a plan on Ray Tune, stage by stage, resumably.
+
+Layout of a study under the storage path::
+
+    <storage>/<study>/plan.json
+    <storage>/<study>/jobs/<job_id>/job.json                       # written last: the job is complete
+    <storage>/<study>/jobs/<job_id>/trials/<trial>/{model/,result.json,error.txt,resume/}
+    <storage>/<study>/ray/                                         # Ray Tune experiments
+    <storage>/mlflow.db, <storage>/mlartifacts/                    # default MLflow store
+
+A job is complete when ``job.json`` exists; running the same spec again skips it. Within an
+unfinished job, trials with a ``result.json`` are skipped too, and a trial interrupted mid-way
+continues from its last finished epoch. With grid search (the default) all pending trials of a
+stage go to Ray Tune together (in batches, since Tune's driver memory grows with the trial
+count); Optuna search and ASHA run one Tuner per job, because they compare trials of one cell.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Ray's newer console output ignores the progress reporter's column choice; the classic
+# table shows the job label, epoch, loss and dev score per trial.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune import CLIReporter
+
+from sweep.plan import Job, Plan, canonical_hash
+from sweep.spec import Distribution, Fixed, Grid, Spec
+from sweep.tracking import Tracker, TrialMetricsCallback
+from trainables.tasks import task_info
+from trainables.trial import ERROR_FILE, read_result, write_json_atomic
+from trainables.tune_entry import tune_trial
+
+log = logging.getLogger(__name__)
+
+TRIALS_PER_TUNER = 400
+JOB_FILE = "job.json"
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    status: str                      # finished | failed | blocked
+    model_dir: str | None = None
+    metrics: dict = field(default_factory=dict)
+    error: str | None = None
+    resumed: bool = False            # complete before this run started
+
+
+@dataclass
+class RunSummary:
+    outcomes: dict[str, JobOutcome]
+    interrupted: bool = False
+    ran_trials: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status == status)
+
+
+class StudyPaths:
+    def __init__(self, spec: Spec):
+        self.storage = Path(spec.storage).expanduser().resolve()
+        self.root = self.storage / spec.name
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id
+
+    def trial_dir(self, job_id: str, trial_name: str) -> Path:
+        return self.job_dir(job_id) / "trials" / trial_name
+
+    def job_file(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / JOB_FILE
+
+
+def grid_points(space: dict) -> list[dict]:
+    """Cartesian product of a job's grid values (fixed values repeated in every point)."""
+    fixed = {k: v for k, v in space.items() if not isinstance(v, dict)}
+    grids = {k: v["grid"] for k, v in space.items() if isinstance(v, dict) and "grid" in v}
+    if not grids:
+        return [fixed]
+    names = sorted(grids)
+    return [{**fixed, **dict(zip(names, combo))} for combo in itertools.product(*(grids[n] for n in names))]
+
+
+def tune_search_space(space: dict) -> tuple[dict, dict]:
+    """Split a job's space into fixed values and Tune sampling domains (for Optuna)."""
+    fixed, domains = {}, {}
+    for name, value in space.items():
+        if not isinstance(value, dict):
+            fixed[name] = value
+        elif "grid" in value:
+            domains[name] = tune.choice(value["grid"])
+        else:
+            kind = value["distribution"]
+            if kind == "choice":
+                domains[name] = tune.choice(list(value["values"]))
+            elif kind == "uniform":
+                domains[name] = tune.uniform(value["low"], value["high"])
+            elif kind == "loguniform":
+                domains[name] = tune.loguniform(value["low"], value["high"])
+            elif kind == "randint":
+                domains[name] = tune.randint(int(value["low"]), int(value["high"]) + 1)
+    return fixed, domains
+
+
+def _main_metric(job: Job) -> str:
+    return task_info(job.target).main_metric if job.target else "dev/score"
+
+
+class StudyRunner:
+    def __init__(self, spec: Spec, plan: Plan, *, tracking_uri: str, address: str | None = None,
+                 max_concurrent: int | None = None, verbose: int = 1):
+        self.spec = spec
+        self.plan = plan
+        self.paths = StudyPaths(spec)
+        self.address = address
+        self.max_concurrent = max_concurrent
+        self.verbose = verbose
+        self.tracker = Tracker(tracking_uri, spec.experiment, spec.name,
+                               artifact_root=self.paths.storage / "mlartifacts")
+        self.outcomes: dict[str, JobOutcome] = {}
+        self.ran_trials: list[str] = []
+        self.interrupted = False
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> RunSummary:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.paths.root / "plan.json", self.plan.to_dict())
+        self.tracker.start_study(self.plan, self.spec.source, self._study_params())
+        try:
+            for stages in (("intermediate",), ("target", "eval")):
+                jobs = [j for j in self.plan.jobs if j.stage in stages]
+                pending = [j for j in jobs if self._needs_run(j)]
+                if pending:
+                    log.info("stage %s: %d of %d jobs to run", "+".join(stages), len(pending), len(jobs))
+                    self._run_jobs(pending)
+                if self.interrupted:
+                    break
+        finally:
+            failed = sum(1 for o in self.outcomes.values() if o.status != "finished")
+            self.tracker.finish_study(failed, self.interrupted)
+        return RunSummary(self.outcomes, self.interrupted, self.ran_trials)
+
+    def _study_params(self) -> dict:
+        s = self.spec
+        return {"model": s.model, "seeds": list(s.seeds), "targets": [t.task for t in s.targets],
+                "intermediate": ["+".join(i) or "none" for i in s.intermediate],
+                "search": s.search.model_dump(), "resources": s.resources.model_dump(),
+                "jobs": len(self.plan.jobs)}
+
+    def _init_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        # Workers import the project from the driver's environment locally; on a cluster the
+        # nodes have it installed by cluster.yaml's setup commands.
+        ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=self.verbose > 1,
+                 include_dashboard=None if self.address else False,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+
+    def _needs_run(self, job: Job) -> bool:
+        """False when the job is complete (recorded) or blocked by a failed dependency."""
+        done = self._load_job(job)
+        if done is not None:
+            self.outcomes[job.id] = done
+            return False
+        for dep in job.depends_on:
+            dep_outcome = self.outcomes.get(dep)
+            if dep_outcome is None or dep_outcome.status != "finished":
+                reason = f"blocked: intermediate job {dep} did not finish"
+                self.outcomes[job.id] = JobOutcome(job.id, "blocked", error=reason)
+                self.tracker.finish_job(job, status="blocked", error=reason)
+                return False
+        return True
+
+    def _load_job(self, job: Job) -> JobOutcome | None:
+        path = self.paths.job_file(job.id)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return JobOutcome(job.id, "finished", data.get("model_dir"), data.get("metrics", {}), resumed=True)
+
+    # ------------------------------------------------------------------ trials
+    def _base_trial(self, job: Job, trial_name: str, hparams: dict) -> dict:
+        init_from = self.outcomes[job.depends_on[0]].model_dir if job.depends_on else None
+        trial_id = f"{job.id}-{trial_name}"
+        return {"trial_id": trial_id, "job_id": job.id, "label": job.label, "stage": job.stage,
+                "model": job.model, "tasks": list(job.tasks), "seed": job.seed,
+                "languages": list(job.languages), "hparams": hparams, "init_from": init_from,
+                "task_options": job.task_options, "cache_dir": self.spec.cache_dir,
+                "num_threads": max(1, int(self.spec.resources.cpu)),
+                "output_dir": str(self.paths.trial_dir(job.id, trial_name))}
+
+    def _grid_trials(self, job: Job) -> list[dict]:
+        points = grid_points(job.hyperparameters) if job.stage != "eval" else [{}]
+        return [self._base_trial(job, "g" + canonical_hash(p, 8), p) for p in points]
+
+    def _searched(self, job: Job) -> bool:
+        return (job.stage != "eval" and
+                (self.spec.search.algorithm == "optuna" or self.spec.search.scheduler == "asha")
+                and any(isinstance(v, dict) for v in job.hyperparameters.values()))
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        self._init_ray()  # only when there is something to run: a finished study starts no Ray
+        grid_jobs = [j for j in jobs if not self._searched(j)]
+        searched = [j for j in jobs if self._searched(j)]
+        trials = {j.id: self._grid_trials(j) for j in grid_jobs}
+        pending = [t for j in grid_jobs for t in trials[j.id] if read_result(t["output_dir"]) is None]
+        for start in range(0, len(pending), TRIALS_PER_TUNER):
+            batch = pending[start:start + TRIALS_PER_TUNER]
+            self._fit({"trial": tune.grid_search(batch)}, grid_jobs, name=f"grid-{canonical_hash([t['trial_id'] for t in batch], 10)}")
+            if self.interrupted:
+                return
+        for job in grid_jobs:
+            self._finish_job(job, [t["output_dir"] for t in trials[job.id]], nested=len(trials[job.id]) > 1)
+        for job in searched:
+            if self.interrupted:
+                return
+            self._run_searched_job(job)
+
+    def _run_searched_job(self, job: Job) -> None:
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.schedulers import ASHAScheduler
+
+        s = self.spec.search
+        fixed, domains = tune_search_space(job.hyperparameters)
+        base = self._base_trial(job, "", fixed)
+        base["output_dir"] = str(self.paths.job_dir(job.id) / "trials")
+        search_alg = None
+        if s.algorithm == "optuna":
+            search_alg = OptunaSearch(metric=s.metric, mode=s.mode, seed=job.seed)
+            if s.max_concurrent:
+                search_alg = ConcurrencyLimiter(search_alg, max_concurrent=s.max_concurrent)
+        scheduler = None
+        if s.scheduler == "asha":
+            max_t = int(fixed.get("epochs", 1)) if "epochs" in fixed else 100
+            scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration",
+                                      max_t=max(max_t, s.grace_period), grace_period=s.grace_period)
+        num_samples = s.num_samples if s.algorithm == "optuna" else 1
+        param_space = {"trial": base, "hp": domains if s.algorithm == "optuna" else
+                       {k: tune.grid_search(v["grid"]) for k, v in job.hyperparameters.items()
+                        if isinstance(v, dict) and "grid" in v}}
+        self._fit(param_space, [job], name=f"search-{job.id}", search_alg=search_alg,
+                  scheduler=scheduler, num_samples=num_samples, restore=True)
+        if not self.interrupted:
+            out = self.paths.job_dir(job.id) / "trials"
+            dirs = sorted(str(p) for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
+            self._finish_job(job, dirs, nested=True)
+
+    def _fit(self, param_space: dict, jobs: list[Job], *, name: str, search_alg=None, scheduler=None,
+             num_samples: int = 1, restore: bool = False) -> None:
+        from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
+
+        resources = {"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu}
+        trainable = tune.with_resources(tune_trial, resources)
+        searched = search_alg is not None or scheduler is not None
+        callback = TrialMetricsCallback(
+            self.tracker, {j.id: j for j in jobs},
+            nested={j.id: searched or len(grid_points(j.hyperparameters)) > 1 for j in jobs},
+            main_metrics={j.id: _main_metric(j) for j in jobs})
+        reporter = CLIReporter(parameter_columns={"trial/label": "job"},
+                               metric_columns={"epoch": "epoch", "train/loss": "loss",
+                                               "dev/score": "dev"},
+                               max_report_frequency=30)
+        storage = str(self.paths.root / "ray")
+        run_config = RunConfig(name=name, storage_path=storage, verbose=self.verbose,
+                               failure_config=FailureConfig(max_failures=self.spec.max_failures),
+                               callbacks=[callback], progress_reporter=reporter)
+        path = os.path.join(storage, name)
+        if restore and Tuner.can_restore(path):
+            log.info("resuming Tune experiment %s", path)
+            tuner = Tuner.restore(path, trainable, resume_errored=True, param_space=param_space)
+        else:
+            tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+                                     max_concurrent_trials=self.max_concurrent,
+                                     # one worker process serves many trials: torch and
+                                     # transformers are imported once, not once per trial
+                                     reuse_actors=True,
+                                     trial_dirname_creator=lambda t: t.trial_id)
+            tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        for job in jobs:
+            self.tracker.job_run(job, _main_metric(job))
+        grid = tuner.fit()
+        for result in grid:
+            trial_cfg = (result.config or {}).get("trial", {})
+            self.ran_trials.append(trial_cfg.get("trial_id", ""))
+            unfinished = result.error is None and not (result.metrics or {}).get("done")
+            if unfinished:
+                self.interrupted = True
+        if self.interrupted:
+            log.warning("the sweep was interrupted; run the same command again to resume")
+
+    def _finish_job(self, job: Job, trial_dirs: list[str], nested: bool) -> None:
+        """Select the best trial on the search metric, record the job, write job.json last."""
+        results, errors = [], []
+        for d in trial_dirs:
+            r = read_result(d)
+            if r is not None:
+                results.append(r)
+            else:
+                err = Path(d) / ERROR_FILE
+                errors.append(err.read_text().strip() if err.is_file() else f"trial {Path(d).name} did not finish")
+        if not results or (errors and not nested):
+            error = errors[0] if errors else "no trial ran"
+            log.error("job %s (%s) failed: %s", job.id, job.label, error)
+            self.outcomes[job.id] = JobOutcome(job.id, "failed", error=error)
+            self.tracker.finish_job(job, status="failed", error=error)
+            return
+        metric, sign = self.spec.search.metric, (1 if self.spec.search.mode == "max" else -1)
+        best = max(results, key=lambda r: sign * r["metrics"].get(metric, float("-inf") * sign))
+        outcome = JobOutcome(job.id, "finished", best.get("model_dir"), best["metrics"])
+        self.tracker.finish_job(job, status="finished", metrics=best["metrics"], hparams=best["hparams"],
+                                model_dir=best.get("model_dir") if job.stage != "eval" else None,
+                                log_checkpoint=self.spec.mlflow.log_checkpoints,
+                                extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
+                                            "failed_trials": len(errors)})
+        write_json_atomic(self.paths.job_file(job.id),
+                          {"job": job.to_dict(), "best_trial": best["trial_id"], "model_dir": best.get("model_dir"),
+                           "metrics": best["metrics"], "hparams": best["hparams"], "failed_trials": errors})
+        self.outcomes[job.id] = outcome
+
+
+def run_study(spec: Spec, plan: Plan, *, tracking_uri: str, address: str | None = None,
+              max_concurrent: int | None = None, verbose: int = 1) -> tuple[RunSummary, Any]:
+    runner = StudyRunner(spec, plan, tracking_uri=tracking_uri, address=address,
+                         max_concurrent=max_concurrent, verbose=verbose)
+    return runner.run(), runner.tracker

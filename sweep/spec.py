@@ -1,0 +1,477 @@
+"""Study spec: one YAML file -> a typed, validated ``Spec``.
+
+Everything a user can get wrong is caught here, before anything starts, as a ``SpecError``
+whose one-line message names the file and the field path (``targets[1].languages[0]``), with a
+"did you mean" for near misses.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables.tasks import task_info, task_names
+
+NONE_TASK = "none"
+TINY_MODEL = "tiny"
+
+
+class SpecError(ValueError):
+    """A spec problem, with the field path that caused it."""
+
+    def __init__(self, field: str, message: str, source: str | None = None) -> None:
+        self.field = field
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {message}" if field else f"{where}{message}")
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# --------------------------------------------------------------------------- hyperparameters
+
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Grid:
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple | None = None
+
+
+HyperParameter = Union[Fixed, Grid, Distribution]
+
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+@dataclass(frozen=True)
+class HPRule:
+    """Type and allowed range of one hyperparameter."""
+
+    kind: type
+    low: float | None = None
+    low_inclusive: bool = True
+    high: float | None = None
+    high_inclusive: bool = True
+
+    def check(self, value: Any) -> str | None:
+        """None if ``value`` is allowed, else a message saying why not."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if self.kind is int and not float(value).is_integer():
+            return f"must be an integer, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if self.low is not None:
+            if value < self.low or (value == self.low and not self.low_inclusive):
+                return f"must be {'>=' if self.low_inclusive else '>'} {self.low}, got {value!r}"
+        if self.high is not None:
+            if value > self.high or (value == self.high and not self.high_inclusive):
+                return f"must be {'<=' if self.high_inclusive else '<'} {self.high}, got {value!r}"
+        return None
+
+
+HP_RULES: dict[str, HPRule] = {
+    "learning_rate": HPRule(float, low=0, low_inclusive=False, high=1),
+    "batch_size": HPRule(int, low=1),
+    "eval_batch_size": HPRule(int, low=1),
+    "epochs": HPRule(int, low=1),
+    "max_length": HPRule(int, low=8, high=8192),
+    "warmup_ratio": HPRule(float, low=0, high=1, high_inclusive=False),
+    "weight_decay": HPRule(float, low=0),
+    "max_grad_norm": HPRule(float, low=0, low_inclusive=False),
+    "grad_accumulation": HPRule(int, low=1),
+    "max_steps": HPRule(int, low=1),
+}
+
+HP_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-5,
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "epochs": 3,
+    "max_length": 128,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "grad_accumulation": 1,
+    "max_steps": None,
+}
+
+
+def parse_hyperparameter(name: str, raw: Any, path: str) -> HyperParameter:
+    """scalar -> Fixed, list -> Grid (searched over), {distribution: ...} -> Distribution."""
+    rule = HP_RULES[name]
+    if isinstance(raw, list):
+        if not raw:
+            raise SpecError(path, "empty grid: give at least one value")
+        for i, v in enumerate(raw):
+            _check_value(rule, v, f"{path}[{i}]")
+        if len(set(raw)) != len(raw):
+            raise SpecError(path, f"grid has repeated values: {raw}")
+        return Grid(tuple(_coerce(rule, v) for v in raw))
+    if isinstance(raw, dict):
+        return _parse_distribution(rule, raw, path)
+    if raw is None and name == "max_steps":
+        return Fixed(None)
+    _check_value(rule, raw, path)
+    return Fixed(_coerce(rule, raw))
+
+
+def _check_value(rule: HPRule, value: Any, path: str) -> None:
+    problem = rule.check(value)
+    if problem:
+        raise SpecError(path, problem)
+
+
+def _coerce(rule: HPRule, value: Any) -> Any:
+    return int(value) if rule.kind is int else float(value)
+
+
+def _parse_distribution(rule: HPRule, raw: dict, path: str) -> Distribution:
+    allowed = {"distribution", "low", "high", "values"}
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(f"{path}.{key}", f"unknown field{did_you_mean(key, sorted(allowed))}")
+    kind = raw.get("distribution")
+    if kind not in DISTRIBUTIONS:
+        raise SpecError(f"{path}.distribution",
+                        f"must be one of {', '.join(DISTRIBUTIONS)}, got {kind!r}"
+                        + did_you_mean(str(kind), DISTRIBUTIONS))
+    if kind == "choice":
+        values = raw.get("values")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{path}.values", "choice needs a non-empty list of values")
+        for i, v in enumerate(values):
+            _check_value(rule, v, f"{path}.values[{i}]")
+        return Distribution(kind, values=tuple(_coerce(rule, v) for v in values))
+    for bound in ("low", "high"):
+        if bound not in raw:
+            raise SpecError(f"{path}.{bound}", f"{kind} needs '{bound}'")
+        _check_value(rule, raw[bound], f"{path}.{bound}")
+    low, high = raw["low"], raw["high"]
+    if low >= high:
+        raise SpecError(path, f"low ({low}) must be below high ({high})")
+    if kind == "randint" and rule.kind is not int:
+        raise SpecError(f"{path}.distribution", "randint is for integer hyperparameters")
+    return Distribution(kind, low=_coerce(rule, low), high=_coerce(rule, high))
+
+
+# --------------------------------------------------------------------------- spec blocks
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchConfig(_Block):
+    """How the hyperparameters within one job cell are searched."""
+
+    algorithm: Literal["grid", "optuna"] = "grid"
+    num_samples: int = Field(1, ge=1)
+    metric: str = "dev/score"
+    mode: Literal["max", "min"] = "max"
+    scheduler: Literal["none", "asha"] = "none"
+    grace_period: int = Field(1, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class Resources(_Block):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class MlflowConfig(_Block):
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    log_checkpoints: bool = True
+
+
+class TaskOptionsBlock(_Block):
+    data_dir: str | None = None
+    train_examples: int | None = Field(None, ge=1)
+
+
+class TargetEntry(_Block):
+    task: str
+    languages: list[str] | None = None
+
+
+class RawSpec(_Block):
+    """The YAML as written, type-checked; semantic checks follow in ``_check_semantics``."""
+
+    name: str
+    description: str = ""
+    model: str = TINY_MODEL
+    intermediate: list[Union[str, list[str]]] = Field(default_factory=lambda: [NONE_TASK])
+    targets: list[Union[str, TargetEntry]]
+    seeds: list[int] = Field(default_factory=lambda: [1])
+    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+    resources: Resources = Resources()
+    storage: str = "runs"
+    cache_dir: str = "~/.cache/xstilts"
+    mlflow: MlflowConfig = MlflowConfig()
+    tasks: dict[str, TaskOptionsBlock] = Field(default_factory=dict)
+    max_failures: int = Field(1, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v):
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a hub id, a local directory or 'tiny'")
+        looks_local = v.startswith(("/", "./", "../", "~"))
+        if looks_local and not Path(v).expanduser().is_dir():
+            raise ValueError(f"local model directory not found: {v}")
+        return v
+
+
+PHASES = ("intermediate", "target")
+
+
+@dataclass(frozen=True)
+class Target:
+    task: str
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The validated study: what the planner expands."""
+
+    name: str
+    description: str
+    model: str
+    intermediate: tuple[tuple[str, ...], ...]  # () is the baseline without intermediate training
+    targets: tuple[Target, ...]
+    seeds: tuple[int, ...]
+    hyperparameters: dict[str, dict[str, HyperParameter]]
+    search: SearchConfig
+    resources: Resources
+    storage: str
+    cache_dir: str
+    mlflow: MlflowConfig
+    tasks: dict[str, TaskOptionsBlock]
+    max_failures: int
+    source: str | None = None
+
+    @property
+    def experiment(self) -> str:
+        return self.mlflow.experiment or self.name
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; every problem is a one-line ``SpecError``."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise SpecError("", f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"{where}not valid YAML: {problem}", source) from None
+    return parse_spec(data, source=source)
+
+
+def parse_spec(data: Any, source: str | None = None) -> Spec:
+    try:
+        if not isinstance(data, dict):
+            raise SpecError("", "the spec must be a YAML mapping (name: ..., targets: ...)")
+        _check_unknown_keys(data, RawSpec, "")
+        try:
+            raw = RawSpec.model_validate(data)
+        except ValidationError as exc:
+            raise _first_error(exc) from None
+        return _check_semantics(raw, source)
+    except SpecError as exc:
+        if exc.source is None and source is not None:
+            raise SpecError(exc.field, str(exc).split(": ", 1)[1] if exc.field else str(exc),
+                            source) from None
+        raise
+
+
+def _check_unknown_keys(data: Any, model: type[BaseModel], path: str) -> None:
+    """Unknown keys get a 'did you mean' before pydantic's generic message."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        here = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            raise SpecError(here, "unknown field" + did_you_mean(str(key), sorted(fields)))
+        annotation = fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_unknown_keys(value, annotation, here)
+    tasks = data.get("tasks") if model is RawSpec else None
+    if isinstance(tasks, dict):
+        for name, opts in tasks.items():
+            _check_unknown_keys(opts, TaskOptionsBlock, f"tasks.{name}")
+    targets = data.get("targets") if model is RawSpec else None
+    if isinstance(targets, list):
+        for i, entry in enumerate(targets):
+            if isinstance(entry, dict):
+                _check_unknown_keys(entry, TargetEntry, f"targets[{i}]")
+
+
+def _first_error(exc: ValidationError) -> SpecError:
+    err = exc.errors()[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        message = "required field is missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        message += f", got {err['input']!r}"
+    return SpecError(path, message[0].lower() + message[1:] if message else message)
+
+
+# pydantic inserts the union member's name into error locations; drop it from paths
+_UNION_TAGS = {"str", "list[str]", "TargetEntry", "int", "float", "function-after[_name_is_a_slug(), str]"}
+
+
+def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
+    names = task_names()
+    intermediate = _check_intermediate(raw.intermediate, names)
+    targets = _check_targets(raw.targets, names)
+    if len(set(raw.seeds)) != len(raw.seeds):
+        raise SpecError("seeds", f"repeated seeds: {raw.seeds}")
+    if not raw.seeds:
+        raise SpecError("seeds", "give at least one seed")
+    for i, seed in enumerate(raw.seeds):
+        if seed < 0:
+            raise SpecError(f"seeds[{i}]", f"must be >= 0, got {seed}")
+    for name in raw.tasks:
+        if name not in names:
+            raise SpecError(f"tasks.{name}", "unknown task" + did_you_mean(name, names))
+    hps = _check_hyperparameters(raw.hyperparameters, raw.search)
+    return Spec(
+        name=raw.name, description=raw.description, model=raw.model, intermediate=intermediate,
+        targets=targets, seeds=tuple(raw.seeds), hyperparameters=hps, search=raw.search,
+        resources=raw.resources, storage=raw.storage, cache_dir=raw.cache_dir, mlflow=raw.mlflow,
+        tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
+    )
+
+
+def _check_intermediate(entries: list, names: list[str]) -> tuple[tuple[str, ...], ...]:
+    if not entries:
+        raise SpecError("intermediate", f"give at least one entry ('{NONE_TASK}' for the baseline)")
+    usable = [n for n in names if task_info(n).intermediate and task_info(n).trainable]
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for i, entry in enumerate(entries):
+        path = f"intermediate[{i}]"
+        group = [entry] if isinstance(entry, str) else list(entry)
+        if isinstance(entry, list):
+            if len(entry) < 2:
+                raise SpecError(path, "a multi-task entry needs at least two tasks")
+            if len(set(entry)) != len(entry):
+                raise SpecError(path, f"repeated task in multi-task entry: {entry}")
+        for j, name in enumerate(group):
+            where = path if isinstance(entry, str) else f"{path}[{j}]"
+            if name == NONE_TASK:
+                if isinstance(entry, list):
+                    raise SpecError(where, f"'{NONE_TASK}' cannot be part of a multi-task entry")
+                continue
+            if name not in names:
+                raise SpecError(where, f"unknown task '{name}'" + did_you_mean(name, names + [NONE_TASK]))
+            if name not in usable:
+                raise SpecError(where, f"task '{name}' cannot be an intermediate task "
+                                       "(it has no English training data)")
+        key = () if group == [NONE_TASK] else tuple(sorted(group))
+        if key in seen:
+            raise SpecError(path, f"repeated intermediate entry: {entry}")
+        seen.add(key)
+        out.append(key)
+    return tuple(out)
+
+
+def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
+    if not entries:
+        raise SpecError("targets", "give at least one target task")
+    usable = [n for n in names if task_info(n).target]
+    out: list[Target] = []
+    for i, entry in enumerate(entries):
+        path = f"targets[{i}]"
+        entry = TargetEntry(task=entry) if isinstance(entry, str) else entry
+        tpath = path if isinstance(entries[i], str) else f"{path}.task"
+        if entry.task not in names:
+            raise SpecError(tpath, f"unknown task '{entry.task}'" + did_you_mean(entry.task, names))
+        if entry.task not in usable:
+            raise SpecError(tpath, f"task '{entry.task}' cannot be a target task")
+        info = task_info(entry.task)
+        if entry.languages is None:
+            languages = info.languages
+        else:
+            if not entry.languages:
+                raise SpecError(f"{path}.languages", "give at least one language (or leave out "
+                                                     "the field for all of the task's languages)")
+            for j, lang in enumerate(entry.languages):
+                if lang not in info.languages:
+                    raise SpecError(f"{path}.languages[{j}]",
+                                    f"'{lang}' is not a language of task '{entry.task}'"
+                                    + did_you_mean(lang, info.languages)
+                                    + f"; it has: {' '.join(info.languages)}")
+            if len(set(entry.languages)) != len(entry.languages):
+                raise SpecError(f"{path}.languages", f"repeated language: {entry.languages}")
+            languages = tuple(entry.languages)
+        if any(t.task == entry.task for t in out):
+            raise SpecError(path, f"target '{entry.task}' is listed twice")
+        out.append(Target(entry.task, languages))
+    return tuple(out)
+
+
+def _check_hyperparameters(raw: dict[str, dict[str, Any]], search: SearchConfig
+                           ) -> dict[str, dict[str, HyperParameter]]:
+    out: dict[str, dict[str, HyperParameter]] = {}
+    for phase in raw:
+        if phase not in PHASES:
+            raise SpecError(f"hyperparameters.{phase}",
+                            "unknown phase" + did_you_mean(phase, PHASES) + f"; phases: {', '.join(PHASES)}")
+    for phase in PHASES:
+        given = raw.get(phase) or {}
+        if not isinstance(given, dict):
+            raise SpecError(f"hyperparameters.{phase}", "must be a mapping of hyperparameter: value")
+        parsed: dict[str, HyperParameter] = {}
+        for name, value in given.items():
+            path = f"hyperparameters.{phase}.{name}"
+            if name not in HP_RULES:
+                raise SpecError(path, "unknown hyperparameter" + did_you_mean(name, sorted(HP_RULES)))
+            hp = parse_hyperparameter(name, value, path)
+            if isinstance(hp, Distribution) and search.algorithm == "grid":
+                raise SpecError(path, "a distribution needs 'search: {algorithm: optuna}' "
+                                      "(grid search takes a list of values)")
+            parsed[name] = hp
+        for name, default in HP_DEFAULTS.items():
+            parsed.setdefault(name, Fixed(default))
+        out[phase] = parsed
+    return out

@@ -1,0 +1,195 @@
+"""MLflow records of a study, written from the driver only.
+
+One parent run per study, one child run per job (nested trial runs only when a job searches
+hyperparameters). Runs are found again by their tags, so a retried or resumed job writes into
+its existing run and never creates a second one. Only the driver talks to MLflow: trials need
+no access to the tracking server, and a sqlite store sees a single writer.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from sweep.plan import Job, Plan
+
+log = logging.getLogger(__name__)
+
+PREFIX = "xstilts."
+# Ray adds these to every result; they are progress bookkeeping, not study metrics.
+_TUNE_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid",
+              "iterations_since_restore", "time_since_restore", "done"}
+
+
+def default_tracking_uri(storage: Path) -> str:
+    """A sqlite file beside the runs: MLflow 3 refuses plain ``file:`` stores."""
+    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+
+
+def flatten(prefix: str, value: Any) -> dict[str, str]:
+    """Nested dicts -> ``a.b.c`` keys, the form MLflow params take."""
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: str(value)[:6000]}
+
+
+def _tag_filter(**tags: str) -> str:
+    return " and ".join(f"tags.`{PREFIX}{k}` = '{v}'" for k, v in tags.items())
+
+
+class Tracker:
+    """All MLflow writes of one study."""
+
+    def __init__(self, tracking_uri: str, experiment: str, study: str, artifact_root: Path | None = None):
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.study = study
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = artifact_root.resolve().as_uri() if artifact_root else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        self.experiment = experiment
+        self.parent_id: str | None = None
+        self._job_runs: dict[str, str] = {}
+        self._trial_runs: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lookup
+    def _find(self, **tags: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], _tag_filter(**tags), max_results=2)
+        if len(runs) > 1:
+            log.warning("several MLflow runs match %s; using the oldest", tags)
+            runs = sorted(runs, key=lambda r: r.info.start_time)
+        return runs[0].info.run_id if runs else None
+
+    def _create(self, name: str, tags: dict[str, str], parent: str | None) -> str:
+        all_tags = {f"{PREFIX}{k}": str(v) for k, v in tags.items()}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    # ------------------------------------------------------------------ study
+    def start_study(self, plan: Plan, spec_file: str | None, params: dict[str, Any]) -> str:
+        run_id = self._find(kind="study", study=self.study)
+        if run_id is None:
+            run_id = self._create(self.study, {"kind": "study", "study": self.study}, None)
+            self._log_params(run_id, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        counts = plan.counts()
+        self.client.log_batch(run_id, metrics=[Metric(f"plan/{k}", v, _now(), 0) for k, v in counts.items()])
+        if spec_file:
+            self.client.log_artifact(run_id, spec_file, "spec")
+        self.parent_id = run_id
+        return run_id
+
+    def finish_study(self, failed: int, interrupted: bool = False) -> None:
+        if self.parent_id is None:
+            return
+        status = "KILLED" if interrupted else ("FAILED" if failed else "FINISHED")
+        self.client.set_tag(self.parent_id, f"{PREFIX}failed_jobs", str(failed))
+        self.client.set_terminated(self.parent_id, status=status)
+
+    # ------------------------------------------------------------------ jobs
+    def job_run(self, job: Job, main_metric: str | None) -> str:
+        """The job's child run: found by its job id, created (with all params) on first use."""
+        if job.id in self._job_runs:
+            return self._job_runs[job.id]
+        run_id = self._find(kind="job", job_id=job.id)
+        if run_id is None:
+            tags = {"kind": "job", "study": self.study, "job_id": job.id, "stage": job.stage,
+                    "intermediate": job.intermediate_name, "target": job.target or "",
+                    "seed": job.seed, "main_metric": main_metric or "", "status": "running"}
+            run_id = self._create(job.label, tags, self.parent_id)
+            params = {"model": job.model, "seed": job.seed, "stage": job.stage,
+                      "intermediate": job.intermediate_name, "target": job.target or "",
+                      "languages": ",".join(job.languages), "depends_on": ",".join(job.depends_on),
+                      "hp": job.hyperparameters, "task_options": job.task_options}
+            self._log_params(run_id, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, f"{PREFIX}status", "running")
+        self._job_runs[job.id] = run_id
+        return run_id
+
+    def trial_run(self, job: Job, trial_key: str, nested: bool, main_metric: str | None) -> str:
+        """Where a trial's metrics go: the job run itself, or a nested run when searching."""
+        job_run = self.job_run(job, main_metric)
+        if not nested:
+            return job_run
+        if trial_key not in self._trial_runs:
+            run_id = self._find(kind="trial", trial_id=trial_key)
+            if run_id is None:
+                run_id = self._create(f"{job.label} {trial_key.rsplit('-', 1)[-1]}",
+                                      {"kind": "trial", "study": self.study, "job_id": job.id,
+                                       "trial_id": trial_key}, job_run)
+            self._trial_runs[trial_key] = run_id
+        return self._trial_runs[trial_key]
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
+        now = _now()
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _TUNE_KEYS
+                 and not math.isinf(float(v))]
+        for start in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[start:start + 900])
+
+    def finish_job(self, job: Job, *, status: str, metrics: dict | None = None,
+                   hparams: dict | None = None, model_dir: str | None = None,
+                   error: str | None = None, log_checkpoint: bool = True, extra_tags: dict | None = None) -> None:
+        run_id = self.job_run(job, None)
+        if metrics:
+            self.log_metrics(run_id, metrics, step=0)
+        if hparams:
+            self._log_params(run_id, {"selected": hparams})
+        tags = {"status": status, **(extra_tags or {})}
+        if error:
+            tags["error"] = error[:4000]
+        self.client.log_batch(run_id, tags=[RunTag(f"{PREFIX}{k}", str(v)) for k, v in tags.items()])
+        if model_dir and log_checkpoint and Path(model_dir).is_dir():
+            self.client.log_artifacts(run_id, model_dir, "checkpoint")
+        self.client.set_terminated(run_id, status="FINISHED" if status == "finished" else "FAILED")
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        existing = self.client.get_run(run_id).data.params
+        flat = {k: v for k, v in flatten("", params).items() if k not in existing}
+        items = [Param(k, v) for k, v in flat.items()]
+        for start in range(0, len(items), 90):  # MLflow caps params per batch at 100
+            self.client.log_batch(run_id, params=items[start:start + 90])
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+class TrialMetricsCallback(tune.Callback):
+    """Streams each trial's reports into its MLflow run while the trial runs."""
+
+    def __init__(self, tracker: Tracker, jobs: dict[str, Job], nested: dict[str, bool],
+                 main_metrics: dict[str, str]):
+        self.tracker = tracker
+        self.jobs = jobs
+        self.nested = nested
+        self.main_metrics = main_metrics
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        job = self.jobs.get(trial.config["trial"]["job_id"])
+        key = result.get("trial_key")
+        if job is None or key is None:
+            return
+        try:
+            run_id = self.tracker.trial_run(job, key, self.nested[job.id], self.main_metrics.get(job.id))
+            self.tracker.log_metrics(run_id, result, step=int(result.get("training_iteration", 0)))
+        except Exception:  # tracking must never take the sweep down
+            log.exception("could not log metrics of %s to MLflow", key)

@@ -1,0 +1,83 @@
+"""End to end through the real CLI, real Ray Tune and a real MLflow sqlite store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import run_sweep, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(db: Path, study: str) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(study)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
+    """A study with a grid search, an eval-only target and one broken target (missing data)."""
+    spec = write_spec(
+        tmp_path / "study.yaml", toy_root, small_model,
+        targets=[{"task": "toy_xnli", "languages": ["en", "xs"]},
+                 {"task": "toy_pos", "languages": ["en", "xo"]},
+                 {"task": "toy_tatoeba", "languages": ["xs", "xo"]}],
+        hyperparameters={
+            "intermediate": {"learning_rate": 5e-4, "epochs": 1, "max_length": 48},
+            "target": {"learning_rate": [3e-4, 1e-3], "epochs": 1, "max_length": 48},
+        },
+        tasks={"toy_xnli": {"data_dir": str(toy_root)}, "toy_chunk": {"data_dir": str(toy_root)},
+               "toy_tatoeba": {"data_dir": str(toy_root)},
+               "toy_pos": {"data_dir": str(tmp_path / "no-such-dir")}},
+    )
+    proc = run_sweep("run", str(spec), cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    # a failed trial never takes the sweep down: everything else finished, exit code says 1 failed
+    assert proc.returncode == 1, out
+    assert "5 jobs finished" in proc.stdout and "2 failed" in proc.stdout, out
+
+    runs = _runs(tmp_path / "runs" / "mlflow.db", "e2e")
+    parents = [r for r in runs if r.data.tags.get("xstilts.kind") == "study"]
+    jobs = [r for r in runs if r.data.tags.get("xstilts.kind") == "job"]
+    trials = [r for r in runs if r.data.tags.get("xstilts.kind") == "trial"]
+    assert len(parents) == 1
+    parent_id = parents[0].info.run_id
+    plan = json.loads((tmp_path / "runs" / "e2e" / "plan.json").read_text())
+    assert sorted(r.data.tags["xstilts.job_id"] for r in jobs) == sorted(j["id"] for j in plan["jobs"])
+    assert all(r.data.tags["mlflow.parentRunId"] == parent_id for r in jobs)
+    job_run_ids = {r.info.run_id for r in jobs}
+    # the lr grid gives each xnli job two trials, logged as runs nested under the job run
+    assert len(trials) == 2 * 2 and all(r.data.tags["mlflow.parentRunId"] in job_run_ids for r in trials)
+
+    by_label = {r.info.run_name: r for r in jobs}
+    assert set(by_label) == {"toy_chunk s1", "none→toy_xnli s1", "toy_chunk→toy_xnli s1", "none→toy_pos s1",
+                             "toy_chunk→toy_pos s1", "none→toy_tatoeba s1", "toy_chunk→toy_tatoeba s1"}
+    xnli = by_label["toy_chunk→toy_xnli s1"]
+    assert xnli.info.status == "FINISHED"
+    for lang in ("en", "xs"):
+        assert 0.0 <= xnli.data.metrics[f"toy_xnli/accuracy/{lang}"] <= 1.0
+    avg = (xnli.data.metrics["toy_xnli/accuracy/en"] + xnli.data.metrics["toy_xnli/accuracy/xs"]) / 2
+    assert xnli.data.metrics["toy_xnli/accuracy/avg"] == pytest.approx(avg)
+    for key in ("model", "seed", "intermediate", "target", "languages", "hp.learning_rate.grid",
+                "hp.epochs", "selected.learning_rate", "depends_on"):
+        assert key in xnli.data.params, key
+    assert xnli.data.params["depends_on"] == by_label["toy_chunk s1"].data.tags["xstilts.job_id"]
+    assert {"xstilts.stage", "xstilts.seed", "xstilts.intermediate", "xstilts.target"} <= set(xnli.data.tags)
+    tatoeba = by_label["toy_chunk→toy_tatoeba s1"]
+    assert tatoeba.data.tags["xstilts.stage"] == "eval"
+    assert {"toy_tatoeba/accuracy/xs", "toy_tatoeba/accuracy/xo", "toy_tatoeba/accuracy_en_to_xx/xs"} <= set(tatoeba.data.metrics)
+    # checkpoints of trained jobs are MLflow artifacts, loadable as a plain HF encoder
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    files = {a.path for a in client.list_artifacts(by_label["toy_chunk s1"].info.run_id, "checkpoint")}
+    assert "checkpoint/config.json" in files and "checkpoint/heads.pt" in files
+
+    failed = by_label["none→toy_pos s1"]
+    assert failed.info.status == "FAILED"
+    assert "toy_pos" in failed.data.tags["xstilts.error"] and "no-such-dir" in failed.data.tags["xstilts.error"]
+
+    report = (tmp_path / "runs" / "e2e" / "report.md").read_text()
+    assert "| none |" in report and "| toy_chunk |" in report and "no-such-dir" in report
+    assert report in proc.stdout

@@ -1,0 +1,67 @@
+"""The family interface and the feature cache shared by all families."""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import datasets
+import torch
+from torch import nn
+
+from trainables.tasks.base import Task
+
+_TOKENIZER_HASHES: dict[int, str] = {}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A content hash of the tokenizer, so cached features change when the vocabulary does."""
+    key = id(tokenizer)
+    if key not in _TOKENIZER_HASHES:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        content = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(),
+                                                                            sort_keys=True)
+        _TOKENIZER_HASHES[key] = hashlib.sha256(content.encode()).hexdigest()[:16]
+    return _TOKENIZER_HASHES[key]
+
+
+def cached_map(data: datasets.Dataset, fn: Callable, *, tokenizer, family: str,
+               **settings: Any) -> datasets.Dataset:
+    """``Dataset.map`` whose fingerprint covers data, tokenizer, family and settings.
+
+    For datasets backed by files (loaded with ``datasets``) the result is written to the
+    ``datasets`` cache, so a sweep tokenises each split once however many trials use it.
+    """
+    ident = json.dumps({"data": data._fingerprint, "tok": tokenizer_fingerprint(tokenizer),
+                        "family": family, "v": 1, **settings}, sort_keys=True)
+    fingerprint = hashlib.sha256(ident.encode()).hexdigest()[:32]
+    return data.map(fn, batched=True, remove_columns=data.column_names,
+                    new_fingerprint=fingerprint, desc=f"tokenise ({family})")
+
+
+class Family(ABC):
+    """One kind of task: sentence(-pair) classification, token tagging, retrieval, ..."""
+
+    name: str
+    #: False for families evaluated without training (retrieval)
+    trainable: bool = True
+
+    @abstractmethod
+    def featurize(self, task: Task, data: datasets.Dataset, tokenizer, max_length: int
+                  ) -> datasets.Dataset:
+        """Raw examples -> model inputs (and labels)."""
+
+    def collator(self, tokenizer) -> Callable:
+        raise NotImplementedError
+
+    def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, head: nn.Module, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    @abstractmethod
+    def evaluate(self, task: Task, model, data: datasets.Dataset, tokenizer, *,
+                 batch_size: int, max_length: int) -> dict[str, float]:
+        """Metrics of ``model`` on one split in one language (raw examples in, numbers out)."""

@@ -1,0 +1,102 @@
+"""The task abstraction: what a task is (metadata) and how its raw examples are loaded.
+
+A task only knows its data. How examples become features, which head sits on the encoder and
+how predictions are scored belong to its *family* (``trainables.families``), so a new task is
+one small file that declares its metadata and a loader.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+FAMILIES = ("classification", "tagging", "retrieval")
+
+
+class TaskDataError(RuntimeError):
+    """Raised when a task's data cannot be found or read; the message names task, split and path."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Static facts about a task, readable without loading any data (used by the planner)."""
+
+    name: str
+    family: str
+    languages: tuple[str, ...]
+    main_metric: str
+    source: str
+    description: str = ""
+    train_language: str = "en"
+    # False for retrieval-only targets (no English training data): they become evaluation jobs.
+    trainable: bool = True
+    # Whether the task can serve as an (English) intermediate task.
+    intermediate: bool = True
+    # Whether the task can serve as a target task (evaluated per language).
+    target: bool = True
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"task {self.name}: unknown family {self.family!r}")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task options a spec can set (``tasks: {name: {...}}``)."""
+
+    data_dir: str | None = None
+    train_examples: int | None = None
+    # where generated data (the toy benchmark) and caches live
+    cache_dir: str = "~/.cache/xstilts"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """A dataset with a family. Subclasses set ``info`` and implement ``load``."""
+
+    info: TaskInfo
+    #: class names (classification) or tag names (tagging); None when derived from data
+    labels: tuple[str, ...] | None = None
+
+    def __init__(self, options: TaskOptions | None = None) -> None:
+        self.options = options or TaskOptions()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @abstractmethod
+    def load(self, split: str, language: str) -> datasets.Dataset:
+        """Raw examples of one split in one language, in the family's schema.
+
+        Families' schemas: classification ``{text_a, text_b?, label:int}``; tagging
+        ``{tokens: list[str], tags: list[int]}``; retrieval ``{source: str, target: str}``
+        (line i of source translates line i of target).
+        """
+
+    def prepare(self) -> None:
+        """Driver-side, once per study before trials start: fetch or generate data (default: nothing)."""
+
+    def load_train(self) -> datasets.Dataset:
+        """English training split, optionally subsampled to ``train_examples`` (seeded, stable)."""
+        data = self.load("train", self.info.train_language)
+        cap = self.options.train_examples
+        if cap is not None and cap < len(data):
+            data = data.shuffle(seed=0).select(range(cap))
+        return data
+
+    def data_path(self, *parts: str) -> Path:
+        """A path under the spec's ``data_dir`` for this task; error if no data_dir is set."""
+        if not self.options.data_dir:
+            raise TaskDataError(f"task {self.name}: no data_dir set and no hub loader for it")
+        return Path(self.options.data_dir).expanduser().joinpath(*parts)
+
+    def require_file(self, path: Path, split: str, language: str) -> Path:
+        if not path.is_file():
+            raise TaskDataError(
+                f"task {self.name}: {split} split for language {language!r} not found at {path}"
+            )
+        return path

@@ -1,0 +1,156 @@
+"""The training loop: AdamW, linear warmup/decay, clipping, accumulation, multi-task sampling.
+
+Model selection is on the English dev score at the end of every epoch; the loop keeps a resume
+state so a retried or restarted trial continues from its last finished epoch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from trainables.families import get_family
+from trainables.model import MultiTaskModel
+from trainables.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    learning_rate: float
+    batch_size: int
+    eval_batch_size: int
+    epochs: int
+    max_length: int
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    grad_accumulation: int
+    max_steps: int | None
+    seed: int
+
+    @classmethod
+    def from_dict(cls, values: dict, seed: int) -> "TrainSettings":
+        fields = {f for f in cls.__dataclass_fields__ if f != "seed"}
+        return cls(seed=seed, **{k: values[k] for k in fields})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class MultiTaskBatches:
+    """Batches of several tasks interleaved, each task sampled in proportion to its size.
+
+    One epoch visits every example of every task once; the order is fixed by the seed and
+    epoch so a resumed run replays the same sequence.
+    """
+
+    def __init__(self, features: dict[str, object], collators: dict[str, Callable], batch_size: int):
+        self.features = features
+        self.collators = collators
+        self.batch_size = batch_size
+
+    def steps_per_epoch(self) -> int:
+        return sum(math.ceil(len(f) / self.batch_size) for f in self.features.values())
+
+    def epoch(self, seed: int, epoch: int):
+        rng = np.random.default_rng([seed, epoch])
+        orders = {name: rng.permutation(len(f)) for name, f in self.features.items()}
+        remaining = {name: [o[i:i + self.batch_size] for i in range(0, len(o), self.batch_size)]
+                     for name, o in orders.items()}
+        while any(remaining.values()):
+            names = [n for n, b in remaining.items() if b]
+            weights = np.array([len(remaining[n]) for n in names], dtype=float)
+            name = names[rng.choice(len(names), p=weights / weights.sum())]
+            idx = remaining[name].pop(0)
+            rows = self.features[name].select(idx.tolist())
+            yield name, self.collators[name]([rows[i] for i in range(len(rows))])
+
+
+def make_optimizer(model: MultiTaskModel, settings: TrainSettings, total_steps: int):
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": settings.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
+    warmup = int(settings.warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    return optimizer, scheduler
+
+
+def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, object], tokenizer,
+          settings: TrainSettings, *, dev_score: Callable[[], float],
+          on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None) -> dict:
+    """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
+
+    ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
+    caller decides where to keep it. Returns the final summary (best dev score and epoch).
+    """
+    collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
+    batches = MultiTaskBatches(features, collators, settings.batch_size)
+    updates_per_epoch = math.ceil(batches.steps_per_epoch() / settings.grad_accumulation)
+    total = updates_per_epoch * settings.epochs
+    if settings.max_steps:
+        total = min(total, settings.max_steps)
+    optimizer, scheduler = make_optimizer(model, settings, total)
+    start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start_epoch, best, best_epoch, step = (resume["epoch"] + 1, resume["best"],
+                                                resume["best_epoch"], resume["step"])
+        log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, best, best_epoch)
+    for epoch in range(start_epoch, settings.epochs):
+        if settings.max_steps and step >= settings.max_steps:
+            break
+        seed_everything(settings.seed * 1000 + epoch)
+        model.train()
+        started, losses, micro = time.time(), [], 0
+        for name, batch in batches.epoch(settings.seed, epoch):
+            loss = model.loss(tasks[name], batch) / settings.grad_accumulation
+            loss.backward()
+            losses.append(loss.item() * settings.grad_accumulation)
+            micro += 1
+            if micro % settings.grad_accumulation == 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if settings.max_steps and step >= settings.max_steps:
+                    break
+        if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+        model.eval()
+        score = dev_score()
+        improved = score > best
+        if improved:
+            best, best_epoch = score, epoch
+        metrics = {"epoch": epoch + 1, "train/loss": float(np.mean(losses)) if losses else float("nan"),
+                   "dev/score": score, "dev/best": best, "train/steps": step,
+                   "train/epoch_seconds": time.time() - started}
+        log.info("epoch %d: loss %.4f dev %.4f (best %.4f)", epoch + 1, metrics["train/loss"], score, best)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
+                 "best_epoch": best_epoch, "step": step}
+        on_epoch_end(epoch, metrics, improved, state)
+    return {"best": best, "best_epoch": best_epoch, "steps": step}
