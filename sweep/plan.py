@@ -120,8 +120,11 @@ def _search_identity(spec: Spec, space: dict) -> dict:
     if not searched:
         return {}
     s = spec.search
-    return {"algorithm": s.algorithm, "num_samples": s.num_samples, "metric": s.metric,
-            "mode": s.mode, "scheduler": s.scheduler}
+    ident = {"algorithm": s.algorithm, "num_samples": s.num_samples, "metric": s.metric,
+             "mode": s.mode, "scheduler": s.scheduler}
+    if s.scheduler == "asha":
+        ident["grace_period"] = s.grace_period
+    return ident
 
 
 def build_plan(spec: Spec) -> Plan:

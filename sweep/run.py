@@ -129,6 +129,8 @@ class StudyRunner:
         self.outcomes: dict[str, JobOutcome] = {}
         self.ran_trials: list[str] = []
         self.interrupted = False
+        self._trial_dirs: dict[str, list[str]] = {}
+        self._errored: set[str] = set()
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
@@ -212,18 +214,36 @@ class StudyRunner:
         grid_jobs = [j for j in jobs if not self._searched(j)]
         searched = [j for j in jobs if self._searched(j)]
         trials = {j.id: self._grid_trials(j) for j in grid_jobs}
+        self._trial_dirs = {job_id: [t["output_dir"] for t in ts] for job_id, ts in trials.items()}
         pending = [t for j in grid_jobs for t in trials[j.id] if read_result(t["output_dir"]) is None]
+        for trial in pending:  # an error left by an earlier run must not end the job early
+            (Path(trial["output_dir"]) / ERROR_FILE).unlink(missing_ok=True)
         for start in range(0, len(pending), TRIALS_PER_TUNER):
             batch = pending[start:start + TRIALS_PER_TUNER]
-            self._fit({"trial": tune.grid_search(batch)}, grid_jobs, name=f"grid-{canonical_hash([t['trial_id'] for t in batch], 10)}")
+            self._fit({"trial": tune.grid_search(batch)}, grid_jobs,
+                      name=f"grid-{canonical_hash([t['trial_id'] for t in batch], 10)}")
             if self.interrupted:
                 return
-        for job in grid_jobs:
-            self._finish_job(job, [t["output_dir"] for t in trials[job.id]], nested=len(trials[job.id]) > 1)
+        for job in grid_jobs:  # jobs whose trials had all finished before this run
+            self.maybe_finish_job(job.id)
         for job in searched:
             if self.interrupted:
                 return
             self._run_searched_job(job)
+
+    def maybe_finish_job(self, job_id: str, output_dir: str | None = None, errored: bool = False) -> None:
+        """Record a grid job as soon as each of its trials has a result or a final error.
+
+        A trial counts as failed only once Tune gives up on it (after its retries), not while
+        an ``error.txt`` from an attempt that Ray will retry is lying in its folder.
+        """
+        if errored and output_dir:
+            self._errored.add(output_dir)
+        dirs = self._trial_dirs.get(job_id)
+        if job_id in self.outcomes or dirs is None:
+            return
+        if all((Path(d) / "result.json").is_file() or d in self._errored for d in dirs):
+            self._finish_job(self.plan.by_id[job_id], dirs, nested=len(dirs) > 1)
 
     def _run_searched_job(self, job: Job) -> None:
         from ray.tune.search import ConcurrencyLimiter
@@ -263,7 +283,7 @@ class StudyRunner:
         trainable = tune.with_resources(tune_trial, resources)
         searched = search_alg is not None or scheduler is not None
         callback = TrialMetricsCallback(
-            self.tracker, {j.id: j for j in jobs},
+            self.tracker, {j.id: j for j in jobs}, on_trial_done=self.maybe_finish_job,
             nested={j.id: searched or len(grid_points(j.hyperparameters)) > 1 for j in jobs},
             main_metrics={j.id: _main_metric(j) for j in jobs})
         reporter = CLIReporter(parameter_columns={"trial/label": "job"},

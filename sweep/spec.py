@@ -27,6 +27,7 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, message: str, source: str | None = None) -> None:
         self.field = field
+        self.problem = message
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field}: {message}" if field else f"{where}{message}")
@@ -116,9 +117,24 @@ HP_DEFAULTS: dict[str, Any] = {
 }
 
 
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _yaml_number(value: Any) -> Any:
+    """PyYAML reads ``2e-5`` (no dot) as a string; researchers write learning rates that way."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_hyperparameter(name: str, raw: Any, path: str) -> HyperParameter:
     """scalar -> Fixed, list -> Grid (searched over), {distribution: ...} -> Distribution."""
     rule = HP_RULES[name]
+    raw = [_yaml_number(v) for v in raw] if isinstance(raw, list) else _yaml_number(raw)
+    if isinstance(raw, dict):
+        raw = {k: (_yaml_number(v) if k in ("low", "high") else
+                   [_yaml_number(x) for x in v] if k == "values" and isinstance(v, list) else v)
+               for k, v in raw.items()}
     if isinstance(raw, list):
         if not raw:
             raise SpecError(path, "empty grid: give at least one value")
@@ -126,7 +142,8 @@ def parse_hyperparameter(name: str, raw: Any, path: str) -> HyperParameter:
             _check_value(rule, v, f"{path}[{i}]")
         if len(set(raw)) != len(raw):
             raise SpecError(path, f"grid has repeated values: {raw}")
-        return Grid(tuple(_coerce(rule, v) for v in raw))
+        # sorted: the grid's order does not change what is searched, nor the job's id
+        return Grid(tuple(sorted(_coerce(rule, v) for v in raw)))
     if isinstance(raw, dict):
         return _parse_distribution(rule, raw, path)
     if raw is None and name == "max_steps":
@@ -171,13 +188,18 @@ def _parse_distribution(rule: HPRule, raw: dict, path: str) -> Distribution:
         raise SpecError(path, f"low ({low}) must be below high ({high})")
     if kind == "randint" and rule.kind is not int:
         raise SpecError(f"{path}.distribution", "randint is for integer hyperparameters")
+    if kind != "randint" and rule.kind is int:
+        raise SpecError(f"{path}.distribution", f"{kind} samples floats; use randint or choice "
+                                                "for integer hyperparameters")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{path}.low", f"loguniform needs low > 0, got {low!r}")
     return Distribution(kind, low=_coerce(rule, low), high=_coerce(rule, high))
 
 
 # --------------------------------------------------------------------------- spec blocks
 
 class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SearchConfig(_Block):
@@ -313,8 +335,7 @@ def parse_spec(data: Any, source: str | None = None) -> Spec:
         return _check_semantics(raw, source)
     except SpecError as exc:
         if exc.source is None and source is not None:
-            raise SpecError(exc.field, str(exc).split(": ", 1)[1] if exc.field else str(exc),
-                            source) from None
+            raise SpecError(exc.field, exc.problem, source) from None
         raise
 
 
@@ -342,7 +363,14 @@ def _check_unknown_keys(data: Any, model: type[BaseModel], path: str) -> None:
 
 
 def _first_error(exc: ValidationError) -> SpecError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = errors[0]
+    # In a union (a name or a mapping) report the member that got furthest: for a mapping that is
+    # the error inside it (targets[0].task), not "input should be a valid string".
+    tag = next((i for i, p in enumerate(err["loc"]) if isinstance(p, str) and p in _UNION_TAGS), None)
+    if tag is not None:
+        err = max((e for e in errors if e["loc"][:tag] == err["loc"][:tag] and len(e["loc"]) > tag
+                   and e["loc"][tag] in _UNION_TAGS), key=lambda e: len(e["loc"]))
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
     path = ""
     for part in loc:

@@ -174,11 +174,14 @@ def _now() -> int:
 
 
 class TrialMetricsCallback(tune.Callback):
-    """Streams each trial's reports into its MLflow run while the trial runs."""
+    """Streams each trial's reports into its MLflow run, and tells the runner when a trial ends
+    (``on_trial_done(job_id, output_dir, errored)``) so its job is recorded without waiting
+    for the rest of the batch."""
 
     def __init__(self, tracker: Tracker, jobs: dict[str, Job], nested: dict[str, bool],
-                 main_metrics: dict[str, str]):
+                 main_metrics: dict[str, str], on_trial_done=None):
         self.tracker = tracker
+        self.on_trial_done = on_trial_done
         self.jobs = jobs
         self.nested = nested
         self.main_metrics = main_metrics
@@ -193,3 +196,18 @@ class TrialMetricsCallback(tune.Callback):
             self.tracker.log_metrics(run_id, result, step=int(result.get("training_iteration", 0)))
         except Exception:  # tracking must never take the sweep down
             log.exception("could not log metrics of %s to MLflow", key)
+
+    def _done(self, trial, errored: bool) -> None:
+        if self.on_trial_done is None:
+            return
+        try:
+            cfg = trial.config["trial"]
+            self.on_trial_done(cfg["job_id"], cfg.get("output_dir"), errored)
+        except Exception:  # recording a job must never take the sweep down
+            log.exception("could not record the job of trial %s", trial)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._done(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._done(trial, errored=True)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 
 def read_conllu(path: Path, column: int = 3) -> list[dict]:
@@ -43,9 +45,13 @@ def read_parallel(source: Path, target: Path) -> datasets.Dataset:
     tgt = target.read_text(encoding="utf-8").splitlines()
     if len(src) != len(tgt):
         raise ValueError(f"{source} has {len(src)} lines but {target} has {len(tgt)}")
+    import datasets
+
     return datasets.Dataset.from_dict({"source": src, "target": tgt})
 
 
 def read_json_lines(path: Path) -> datasets.Dataset:
     """JSON lines through the ``datasets`` json builder (cached, fingerprinted by file)."""
+    import datasets
+
     return datasets.load_dataset("json", data_files=str(path), split="train")

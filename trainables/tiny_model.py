@@ -144,10 +144,33 @@ def train_tokenizer(lines: list[str], vocab_size: int):
                                       unk_token="<unk>", show_progress=False, max_piece_length=12)
     raw.train_from_iterator(lines, trainer=trainer)
     vocab = [tuple(piece) for piece in json.loads(raw.to_str())["model"]["vocab"]]
+    vocab = _attach_word_boundaries(raw, vocab, lines)
     if [p for p, _ in vocab[: len(SPECIAL_TOKENS)]] != list(SPECIAL_TOKENS):
         raise RuntimeError("tokenizer trainer did not put the special tokens first")
     tokenizer = XLMRobertaTokenizer(vocab=vocab)
     return tokenizer
+
+
+def _attach_word_boundaries(raw, vocab: list[tuple], lines: list[str]) -> list[tuple]:
+    """Give word-initial pieces their "▁" back.
+
+    The Unigram trainer likes to segment frequent short words as a bare "▁" plus the word (the
+    word also occurs inside fused forms), which would make the first sub-word of a fifth of all
+    words the same uninformative "▁" - bad for first-sub-word tagging. For every such split we
+    add the joined piece with a score just above the split's, so Viterbi prefers it.
+    """
+    scores = dict(vocab)
+    words: set[str] = set()
+    for line in lines:
+        words.update(line.split())
+    extra: dict[str, float] = {}
+    for word in sorted(words):
+        pieces = raw.encode(word, add_special_tokens=False).tokens
+        if len(pieces) >= 2 and pieces[0] == "▁":
+            joined = "▁" + pieces[1]
+            if joined not in scores:
+                extra[joined] = min(-0.01, scores["▁"] + scores[pieces[1]] + 1.0)
+    return vocab + sorted(extra.items())
 
 
 def _pack(token_lists: list[list[int]], seq_len: int, bos: int, eos: int, pad: int) -> torch.Tensor:
@@ -270,7 +293,10 @@ def _pretrain(model, data: torch.Tensor, settings: TinyModelSettings, *, mask_id
         inputs, labels = mask_tokens(batch, mask_id=mask_id, vocab_size=vocab_size,
                                      n_special=len(SPECIAL_TOKENS), generator=generator)
         attention = (batch != 1).long()
-        loss = model(input_ids=inputs, attention_mask=attention, labels=labels).loss
+        hidden = model.roberta(input_ids=inputs, attention_mask=attention).last_hidden_state
+        target = labels != -100  # only masked positions go through the (large) output layer
+        logits = model.lm_head(hidden[target])
+        loss = torch.nn.functional.cross_entropy(logits, labels[target])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

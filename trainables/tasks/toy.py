@@ -7,8 +7,10 @@ Files are generated on first use (``trainables.toy.write_toy_xtreme``) unless ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 from trainables.formats import read_conllu, read_json_lines, read_parallel
 from trainables.tasks import register
@@ -93,6 +95,8 @@ class ToyPos(ToyTask):
     folder = "toy_pos"
 
     def load(self, split: str, language: str) -> datasets.Dataset:
+        import datasets
+
         rows = read_conllu(self.file(split, language, "conllu"))
         index = {t: i for i, t in enumerate(self.labels)}
         return datasets.Dataset.from_list(

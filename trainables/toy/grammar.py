@@ -353,14 +353,14 @@ class _Renderer:
         if self.lang == "en":
             if ev.neg:
                 verb = self.word(ev.verb, "VERB", feats="VerbForm=Inf")
-                aux_form = "do" if agent_plural else "does"
+                aux_form = self.forms[("do", "" if agent_plural else "3sg")]
                 aux = Tok(aux_form, "do", "AUX", None,
                           "Mood=Ind|Number=Plur|Tense=Pres|VerbForm=Fin" if agent_plural
                           else "Mood=Ind|Number=Sing|Person=3|Tense=Pres|VerbForm=Fin")
                 neg = self.word("not", "PART", feats="Polarity=Neg")
                 if self.style.rng.random() < self.style.contract_rate:
                     aux.fuse_next = True
-                    neg.form = "n't"
+                    neg.form = self.forms[("not", "clitic")]
                 aux.head, aux.deprel = verb, "aux"
                 neg.head, neg.deprel = verb, "advmod"
                 toks = [aux, neg, verb]

@@ -197,6 +197,10 @@ def _build_lexicon() -> Lexicon:
     for name, (_, form) in _EN_FUNCTION.items():
         en[(name, "")] = form
     en[("a", "an")] = "an"  # before a vowel; chosen at render time
+    # English-only auxiliary for negation ("does not see"); "n't" is its contracted particle
+    en[("do", "")] = "do"
+    en[("do", "3sg")] = "does"
+    en[("not", "clitic")] = "n't"
     forms["en"] = en
     syn: dict[tuple[str, str], tuple[str, ...]] = {}
     for concept, alts in EN_SYNONYMS.items():
