@@ -261,9 +261,12 @@ class StudyRunner:
                 search_alg = ConcurrencyLimiter(search_alg, max_concurrent=s.max_concurrent)
         scheduler = None
         if s.scheduler == "asha":
-            max_t = int(fixed.get("epochs", 1)) if "epochs" in fixed else 100
+            # a trial reports once per epoch, then once more with its test metrics: that last
+            # report must fall within max_t or ASHA would stop every trial before evaluation
+            epochs = fixed.get("epochs") or max(job.hyperparameters["epochs"].get("grid", [100]))
             scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration",
-                                      max_t=max(max_t, s.grace_period), grace_period=s.grace_period)
+                                      max_t=max(int(epochs) + 1, s.grace_period + 1),
+                                      grace_period=s.grace_period)
         num_samples = s.num_samples if s.algorithm == "optuna" else 1
         param_space = {"trial": base, "hp": domains if s.algorithm == "optuna" else
                        {k: tune.grid_search(v["grid"]) for k, v in job.hyperparameters.items()
@@ -312,24 +315,27 @@ class StudyRunner:
         for result in grid:
             trial_cfg = (result.config or {}).get("trial", {})
             self.ran_trials.append(trial_cfg.get("trial_id", ""))
-            unfinished = result.error is None and not (result.metrics or {}).get("done")
-            if unfinished:
+            metrics = result.metrics or {}
+            ended = metrics.get("trial_id") in callback.ended or metrics.get("done")
+            if result.error is None and not ended:
                 self.interrupted = True
         if self.interrupted:
             log.warning("the sweep was interrupted; run the same command again to resume")
 
     def _finish_job(self, job: Job, trial_dirs: list[str], nested: bool) -> None:
         """Select the best trial on the search metric, record the job, write job.json last."""
-        results, errors = [], []
+        results, errors, stopped = [], [], []
         for d in trial_dirs:
             r = read_result(d)
+            err = Path(d) / ERROR_FILE
             if r is not None:
                 results.append(r)
-            else:
-                err = Path(d) / ERROR_FILE
-                errors.append(err.read_text().strip() if err.is_file() else f"trial {Path(d).name} did not finish")
+            elif err.is_file():
+                errors.append(err.read_text().strip())
+            else:  # stopped early by the scheduler (ASHA) or killed without a word
+                stopped.append(Path(d).name)
         if not results or (errors and not nested):
-            error = errors[0] if errors else "no trial ran"
+            error = errors[0] if errors else f"no trial finished ({len(stopped)} stopped)"
             log.error("job %s (%s) failed: %s", job.id, job.label, error)
             self.outcomes[job.id] = JobOutcome(job.id, "failed", error=error)
             self.tracker.finish_job(job, status="failed", error=error)
@@ -341,7 +347,7 @@ class StudyRunner:
                                 model_dir=best.get("model_dir") if job.stage != "eval" else None,
                                 log_checkpoint=self.spec.mlflow.log_checkpoints,
                                 extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
-                                            "failed_trials": len(errors)})
+                                            "failed_trials": len(errors), "stopped_trials": len(stopped)})
         write_json_atomic(self.paths.job_file(job.id),
                           {"job": job.to_dict(), "best_trial": best["trial_id"], "model_dir": best.get("model_dir"),
                            "metrics": best["metrics"], "hparams": best["hparams"], "failed_trials": errors})

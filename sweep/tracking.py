@@ -182,6 +182,9 @@ class TrialMetricsCallback(tune.Callback):
                  main_metrics: dict[str, str], on_trial_done=None):
         self.tracker = tracker
         self.on_trial_done = on_trial_done
+        # Tune ids of trials that ended (completed, stopped early by a scheduler, or errored):
+        # any other trial left in the result grid was cut off by an interrupt.
+        self.ended: set[str] = set()
         self.jobs = jobs
         self.nested = nested
         self.main_metrics = main_metrics
@@ -198,6 +201,7 @@ class TrialMetricsCallback(tune.Callback):
             log.exception("could not log metrics of %s to MLflow", key)
 
     def _done(self, trial, errored: bool) -> None:
+        self.ended.add(trial.trial_id)
         if self.on_trial_done is None:
             return
         try:

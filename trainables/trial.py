@@ -84,7 +84,9 @@ def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None 
     try:
         result = _run(cfg, out, report)
     except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
+        # Ray stops a trial (scheduler pruning, Ctrl-C) with SystemExit / KeyboardInterrupt:
+        # that is not a failure of the trial, so it leaves no error behind.
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             (out / ERROR_FILE).write_text(f"{type(exc).__name__}: {exc}".splitlines()[0] + "\n")
         raise
     write_json_atomic(out / RESULT_FILE, result)

@@ -24,9 +24,7 @@ from pathlib import Path
 
 from trainables.toy.grammar import (
     NP,
-    PP,
     Event,
-    Sentence,
     Tok,
     chunk_tags,
     code_switch,
@@ -38,7 +36,6 @@ from trainables.toy.grammar import (
     sample_noun_np,
     sample_pp,
     sample_sentence,
-    surface_tokens,
     text,
     verb_accepts,
 )
