@@ -200,7 +200,7 @@ class StudyRunner:
                 "num_threads": max(1, int(self.spec.resources.cpu)),
                 "output_dir": str(self.paths.trial_dir(job.id, trial_name))}
 
-    def _grid_trials(self, job: Job) -> list[dict]:
+    def grid_trials(self, job: Job) -> list[dict]:
         points = grid_points(job.hyperparameters) if job.stage != "eval" else [{}]
         return [self._base_trial(job, "g" + canonical_hash(p, 8), p) for p in points]
 
@@ -213,7 +213,7 @@ class StudyRunner:
         self._init_ray()  # only when there is something to run: a finished study starts no Ray
         grid_jobs = [j for j in jobs if not self._searched(j)]
         searched = [j for j in jobs if self._searched(j)]
-        trials = {j.id: self._grid_trials(j) for j in grid_jobs}
+        trials = {j.id: self.grid_trials(j) for j in grid_jobs}
         self._trial_dirs = {job_id: [t["output_dir"] for t in ts] for job_id, ts in trials.items()}
         pending = [t for j in grid_jobs for t in trials[j.id] if read_result(t["output_dir"]) is None]
         for trial in pending:  # an error left by an earlier run must not end the job early
