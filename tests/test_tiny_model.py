@@ -105,13 +105,15 @@ def test_cache_hit_returns_same_path_quickly(built, data_root, monkeypatch):
     assert time.monotonic() - start < 2.0
 
 
-def test_cache_key_depends_on_settings_and_data(data_root, tmp_path):
-    args = json.loads((data_root / "manifest.json").read_text())["arguments"]
-    key = tiny_model.cache_key(SMALL, args)
-    assert key == tiny_model.cache_key(TinyModelSettings(**vars(SMALL)), dict(args))
-    assert key != tiny_model.cache_key(TinyModelSettings(**{**vars(SMALL), "seed": 1}), args)
-    assert key != tiny_model.cache_key(TinyModelSettings(**{**vars(SMALL), "pretrain_steps": 7}), args)
-    assert key != tiny_model.cache_key(SMALL, {**args, "seed": 1})
+def test_cache_key_depends_on_settings_and_data(data_root):
+    manifest = json.loads((data_root / "manifest.json").read_text())
+    key = tiny_model.cache_key(SMALL, manifest)
+    assert key == tiny_model.cache_key(TinyModelSettings(**vars(SMALL)), json.loads(json.dumps(manifest)))
+    assert key != tiny_model.cache_key(TinyModelSettings(**{**vars(SMALL), "seed": 1}), manifest)
+    assert key != tiny_model.cache_key(TinyModelSettings(**{**vars(SMALL), "pretrain_steps": 7}), manifest)
+    changed = json.loads(json.dumps(manifest))
+    changed["sha256"]["corpus/mixed.txt"] = "0" * 64  # same arguments, different corpus contents
+    assert key != tiny_model.cache_key(SMALL, changed)
 
 
 def test_generates_missing_data_and_logs_mlm_loss(tmp_path, monkeypatch, caplog):

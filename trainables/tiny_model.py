@@ -73,9 +73,12 @@ class TinyModelSettings:
             raise ValueError(f"invalid tiny model settings: {self}")
 
 
-def cache_key(settings: TinyModelSettings, data_arguments: dict) -> str:
-    """Short hash of everything the built model depends on."""
-    payload = {"settings": asdict(settings), "data": data_arguments, "build_version": BUILD_VERSION}
+def cache_key(settings: TinyModelSettings, data_manifest: dict) -> str:
+    """Short hash of everything the built model depends on: settings, recipe, corpus contents."""
+    checksums = data_manifest.get("sha256", {})
+    corpus = {name: checksums.get(f"corpus/{name}") for name in _CORPUS_FILES}
+    payload = {"settings": asdict(settings), "data": data_manifest.get("arguments"), "corpus": corpus,
+               "build_version": BUILD_VERSION}
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -102,7 +105,7 @@ def ensure_tiny_model(cache_dir: Path, data_root: Path,
         manifest = read_manifest(data_root)
         if manifest is None:  # pragma: no cover - write_toy_xtreme always writes one
             raise RuntimeError(f"toy data at {data_root} has no manifest")
-    name = f"tiny-xlmr-{cache_key(settings, manifest['arguments'])}"
+    name = f"tiny-xlmr-{cache_key(settings, manifest)}"
     final = cache_dir / name
     if _is_complete(final):
         return final
