@@ -1,0 +1,117 @@
+"""Inside a trial: readers, metrics, the multi-task sampler, and a trial's own resume."""
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from trainables.families.retrieval import Retrieval, default_layer
+from trainables.formats import read_conllu
+from trainables.train import MultiTaskBatches
+from trainables.trial import run_trial
+
+HP = dict(learning_rate=1e-3, batch_size=16, eval_batch_size=64, epochs=2, max_length=48,
+          warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, grad_accumulation=1, max_steps=None)
+
+
+def test_conllu_reader_skips_multiword_ranges_and_empty_nodes(tmp_path):
+    path = tmp_path / "x.conllu"
+    rows = ["# sent_id = 1", "1\tVamos\tir\tVERB\t_\t_\t0\troot\t_\t_",
+            "2-3\tdel\t_\t_\t_\t_\t_\t_\t_\t_", "2\tde\tde\tADP\t_\t_\t4\tcase\t_\t_",
+            "3\tel\tel\tDET\t_\t_\t4\tdet\t_\t_", "3.1\tfoo\t_\tX\t_\t_\t_\t_\t_\t_",
+            "4\tmar\tmar\tNOUN\t_\t_\t1\tobl\t_\t_", "", "1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_", ""]
+    path.write_text("\n".join(rows) + "\n")
+    sents = read_conllu(path)
+    assert sents == [{"tokens": ["Vamos", "de", "el", "mar"], "tags": ["VERB", "ADP", "DET", "NOUN"]},
+                     {"tokens": ["Hi"], "tags": ["INTJ"]}]
+
+
+def test_conllu_reader_rejects_other_formats(tmp_path):
+    path = tmp_path / "bad.conllu"
+    path.write_text("1 word NOUN\n")
+    with pytest.raises(ValueError, match="bad.conllu"):
+        read_conllu(path)
+
+
+def test_top1_retrieval_accuracy_counts_aligned_nearest_neighbours():
+    keys = np.eye(4, dtype="float32")
+    queries = keys[[0, 1, 3, 2]].copy()          # rows 2 and 3 swapped: 2 of 4 correct
+    assert Retrieval.top1_accuracy(queries, keys) == 0.5
+    assert Retrieval.top1_accuracy(keys, keys) == 1.0
+
+
+def test_default_retrieval_layer_scales_xtreme_choice():
+    assert default_layer(24) == 14 and default_layer(12) == 7 and default_layer(2) == 1
+
+
+def test_multitask_batches_cover_every_example_once_in_proportion():
+    features = {"a": datasets.Dataset.from_dict({"x": list(range(90))}),
+                "b": datasets.Dataset.from_dict({"x": list(range(1000, 1030))})}
+    batches = MultiTaskBatches(features, {"a": list, "b": list}, batch_size=10)
+    order = list(batches.epoch(seed=3, epoch=0))
+    assert batches.steps_per_epoch() == len(order) == 12
+    seen = sorted(row["x"] for _, rows in order for row in rows)
+    assert seen == list(range(90)) + list(range(1000, 1030))
+    assert [n for n, _ in order] == [n for n, _ in batches.epoch(seed=3, epoch=0)]   # replayable
+    assert [n for n, _ in order] != [n for n, _ in batches.epoch(seed=3, epoch=1)]   # reshuffled
+    # sampling in proportion to size: task b's 3 batches are spread out, not all at the end
+    positions = [i for i, (n, _) in enumerate(order) if n == "b"]
+    assert positions[0] < 9
+
+
+def _trial(tmp_path, toy_root, model, **fields):
+    options = {t: {"data_dir": str(toy_root)} for t in ("toy_chunk", "toy_paraphrase", "toy_xnli")}
+    return {"trial_id": "t", "job_id": "j", "stage": "intermediate", "model": str(model),
+            "tasks": ["toy_chunk", "toy_paraphrase"], "seed": 7, "hparams": HP,
+            "task_options": options, "output_dir": str(tmp_path / "out"), "num_threads": 1, **fields}
+
+
+def test_multitask_intermediate_then_target_trial(tmp_path, toy_root, small_model):
+    from transformers import AutoModel
+
+    reports: list[dict] = []
+    inter = run_trial(_trial(tmp_path, toy_root, small_model), report=reports.append)
+    epochs = [r for r in reports if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[1]["train/loss"] < epochs[0]["train/loss"]
+    assert reports[-1]["done"] and inter["metrics"]["dev/score"] == max(r["dev/score"] for r in epochs)
+    assert AutoModel.from_pretrained(inter["model_dir"]).config.model_type == "xlm-roberta"
+
+    target = run_trial(_trial(tmp_path, toy_root, small_model, stage="target", tasks=["toy_xnli"],
+                              languages=["en", "xs"], init_from=inter["model_dir"],
+                              output_dir=str(tmp_path / "target")))
+    m = target["metrics"]
+    assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs", "toy_xnli/accuracy/avg"} <= set(m)
+    assert m["toy_xnli/accuracy/avg"] == pytest.approx((m["toy_xnli/accuracy/en"] + m["toy_xnli/accuracy/xs"]) / 2)
+    assert m["toy_xnli/n/xs"] == 60
+
+
+def test_interrupted_trial_resumes_from_its_last_epoch(tmp_path, toy_root, small_model):
+    reference = run_trial(_trial(tmp_path / "ref", toy_root, small_model))
+
+    def stop_after_first_epoch(metrics):
+        if metrics.get("epoch") == 1:
+            raise KeyboardInterrupt
+
+    cfg = _trial(tmp_path / "cut", toy_root, small_model)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(cfg, report=stop_after_first_epoch)
+    assert not (tmp_path / "cut" / "out" / "result.json").exists()
+    assert not (tmp_path / "cut" / "out" / "error.txt").exists()  # an interrupt is not an error
+
+    reports: list[dict] = []
+    resumed = run_trial(cfg, report=reports.append)
+    assert [r["epoch"] for r in reports if "epoch" in r] == [2]        # epoch 1 was not redone
+    assert resumed["metrics"]["dev/score"] == pytest.approx(reference["metrics"]["dev/score"], abs=1e-6)
+    again = run_trial(cfg)                                              # complete: returns the record
+    assert json.dumps(again, sort_keys=True) == json.dumps(resumed, sort_keys=True)
+
+
+def test_missing_data_is_one_line_naming_task_split_and_path(tmp_path, small_model):
+    cfg = _trial(tmp_path, tmp_path / "nowhere", small_model, tasks=["toy_xnli"])
+    with pytest.raises(Exception, match=r"task toy_xnli: train split for language 'en' not found at .*nowhere"):
+        run_trial(cfg)
+    error = (tmp_path / "out" / "error.txt").read_text()
+    assert error.count("\n") == 1 and "nowhere" in error
