@@ -228,6 +228,7 @@ class MlflowConfig(_Block):
 class TaskOptionsBlock(_Block):
     data_dir: str | None = None
     train_examples: int | None = Field(None, ge=1)
+    layer: int | None = Field(None, ge=0)
 
 
 class TargetEntry(_Block):

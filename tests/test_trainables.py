@@ -115,3 +115,19 @@ def test_missing_data_is_one_line_naming_task_split_and_path(tmp_path, small_mod
         run_trial(cfg)
     error = (tmp_path / "out" / "error.txt").read_text()
     assert error.count("\n") == 1 and "nowhere" in error
+
+
+def test_retrieval_layer_option_is_used_and_checked(tmp_path, toy_root, small_model):
+    from trainables.model import build_model
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+
+    model, tokenizer = build_model(str(small_model), [])
+    sentences = ["Anna 3 .", "Sofia 12 ."]
+    embed = lambda layer: Retrieval().embed(model, sentences, tokenizer, batch_size=2,  # noqa: E731
+                                            max_length=16, layer=layer)
+    assert not np.allclose(embed(0), embed(2))
+    assert np.allclose(embed(None), embed(default_layer(model.encoder.config.num_hidden_layers)))
+    task = build_task("toy_tatoeba", TaskOptions(data_dir=str(toy_root), layer=9))
+    with pytest.raises(ValueError, match="retrieval layer 9 does not exist"):
+        Retrieval().evaluate(task, model, task.load("test", "xs"), tokenizer, batch_size=8, max_length=16)

@@ -30,7 +30,10 @@ class Retrieval(Family):
               layer: int | None = None) -> np.ndarray:
         """Mean over the non-padding tokens of one hidden layer, L2-normalised."""
         encoder = model.encoder
-        layer = default_layer(encoder.config.num_hidden_layers) if layer is None else layer
+        depth = encoder.config.num_hidden_layers
+        layer = default_layer(depth) if layer is None else layer
+        if not 0 <= layer <= depth:
+            raise ValueError(f"retrieval layer {layer} does not exist: the model has layers 0..{depth}")
         out = []
         for start in range(0, len(sentences), batch_size):
             enc = tokenizer(sentences[start:start + batch_size], truncation=True,
@@ -53,7 +56,7 @@ class Retrieval(Family):
         return float((nearest[:, 0] == np.arange(len(queries))).mean())
 
     def evaluate(self, task: Task, model, data: datasets.Dataset, tokenizer, *, batch_size, max_length):
-        layer = task.options.extra.get("layer")
+        layer = task.options.layer
         src = self.embed(model, data["source"], tokenizer, batch_size=batch_size,
                          max_length=max_length, layer=layer)
         tgt = self.embed(model, data["target"], tokenizer, batch_size=batch_size,

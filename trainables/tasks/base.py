@@ -7,9 +7,9 @@ one small file that declares its metadata and a loader.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily: planning and validation never load data
     import datasets
@@ -50,9 +50,11 @@ class TaskOptions:
 
     data_dir: str | None = None
     train_examples: int | None = None
+    # retrieval tasks: the hidden layer whose mean-pooled states are the sentence embedding
+    # (default: layer 14 of 24 scaled to the model's depth)
+    layer: int | None = None
     # where generated data (the toy benchmark) and caches live
     cache_dir: str = "~/.cache/xstilts"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
