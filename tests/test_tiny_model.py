@@ -16,7 +16,7 @@ from trainables.toy import write_toy_xtreme
 
 SMALL_DATA = {"n_train": 30, "n_dev": 10, "n_test": 10, "n_corpus": 300}
 # a few steps of a very small model: enough to exercise every build stage quickly
-SMALL = TinyModelSettings(vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+SMALL = TinyModelSettings(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=64, max_position=64, pretrain_steps=6, batch_size=8,
                           learning_rate=1e-3, seq_len=32, seed=0)
 

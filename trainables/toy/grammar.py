@@ -263,7 +263,7 @@ class _Renderer:
     def word(self, concept: str, upos: str, variant: str = "", feats: str = "_") -> Tok:
         key = (concept, variant)
         lemma = self.forms[(concept, "")]
-        form = self.forms.get(key) or lemma
+        form = self.forms.get(key, lemma) if variant else lemma
         if self.en and concept in EN_SYNONYMS and self.style.rng.random() < self.style.synonym_rate:
             synonyms = LEXICON.en_synonym_forms
             j = self.style.rng.randrange(len(EN_SYNONYMS[concept]))
@@ -458,28 +458,12 @@ def code_switch(toks: list[Tok], rng: random.Random, *, content_rate: float,
             t.form = table.get((concept, variant)) or table[(concept, "")]
 
 
-def surface_tokens(toks: list[Tok]) -> list[tuple[str, bool]]:
-    """(surface token, space after) pairs, multiword tokens fused."""
-    out: list[tuple[str, bool]] = []
-    skip = False
-    for i, t in enumerate(toks):
-        if skip:
-            skip = False
-            continue
-        if t.fuse_next and i + 1 < len(toks):
-            nxt = toks[i + 1]
-            out.append((t.form + nxt.form, nxt.space_after))
-            skip = True
-        else:
-            out.append((t.form, t.space_after))
-    return out
-
-
 def text(toks: list[Tok]) -> str:
+    """The sentence as running text (multiword tokens fused, no space before punctuation)."""
     parts: list[str] = []
-    for form, space in surface_tokens(toks):
-        parts.append(form)
-        if space:
+    for t in toks:
+        parts.append(t.form)
+        if t.space_after and not t.fuse_next:
             parts.append(" ")
     return "".join(parts).rstrip()
 
