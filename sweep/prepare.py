@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from sweep.spec import Spec
-from trainables.model import TINY, resolve_model_path
+from sweep.spec import TINY_MODEL, Spec
 from trainables.tasks import build_task
 from trainables.tasks.base import TaskOptions
 
@@ -24,5 +23,7 @@ def prepare_study(spec: Spec) -> None:
         opts = spec.tasks.get(name)
         options = TaskOptions(cache_dir=spec.cache_dir, **(opts.model_dump(exclude_none=True) if opts else {}))
         build_task(name, options).prepare()
-    if spec.model == TINY:
-        log.info("model: %s", resolve_model_path(TINY, spec.cache_dir))
+    if spec.model == TINY_MODEL:
+        from trainables.model import resolve_model_path  # torch only when a model is built
+
+        log.info("model: %s", resolve_model_path(TINY_MODEL, spec.cache_dir))

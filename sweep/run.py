@@ -36,7 +36,7 @@ from sweep.plan import Job, Plan, canonical_hash
 from sweep.spec import Distribution, Fixed, Grid, Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
 from trainables.tasks import task_info
-from trainables.trial import ERROR_FILE, read_result, write_json_atomic
+from trainables.records import ERROR_FILE, read_result, write_json_atomic
 from trainables.tune_entry import tune_trial
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ class StudyRunner:
     def run(self) -> RunSummary:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.paths.root / "plan.json", self.plan.to_dict())
+        if any(not self.paths.job_file(j.id).is_file() for j in self.plan.jobs):
+            self._init_ray()
         self.tracker.start_study(self.plan, self.spec.source, self._study_params())
         try:
             for stages in (("intermediate",), ("target", "eval")):

@@ -7,7 +7,6 @@ while it runs, and ``result.json`` last — its presence means the trial is comp
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from transformers import AutoModel
 
 from trainables.families import get_family
 from trainables.model import build_model, resolve_model_path, save_model
+from trainables.records import ERROR_FILE, RESULT_FILE, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
 from trainables.train import TrainSettings, seed_everything, train
@@ -31,8 +31,6 @@ from trainables.train import TrainSettings, seed_everything, train
 log = logging.getLogger(__name__)
 
 STAGES = ("intermediate", "target", "eval")
-RESULT_FILE = "result.json"
-ERROR_FILE = "error.txt"
 
 
 @dataclass(frozen=True)
@@ -57,17 +55,6 @@ class TrialConfig:
         for key in ("tasks", "languages"):
             data[key] = tuple(data.get(key, ()))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_result(output_dir: str | Path) -> dict | None:
-    path = Path(output_dir) / RESULT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None = None) -> dict:

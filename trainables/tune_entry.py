@@ -11,10 +11,10 @@ from pathlib import Path
 
 from ray import tune
 
-from trainables.trial import run_trial
-
 
 def tune_trial(config: dict) -> None:
+    from trainables.trial import run_trial  # torch & co. load in the worker, not the driver
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     trial = dict(config["trial"])
     if config.get("hp"):
