@@ -20,6 +20,8 @@ import itertools
 import json
 import logging
 import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from ray import tune  # noqa: E402
 from ray.tune import CLIReporter
 
 from sweep.plan import Job, Plan, canonical_hash
-from sweep.spec import Distribution, Fixed, Grid, Spec
+from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
 from trainables.tasks import task_info
 from trainables.records import ERROR_FILE, read_result, write_json_atomic
@@ -273,15 +275,18 @@ class StudyRunner:
         param_space = {"trial": base, "hp": domains if s.algorithm == "optuna" else
                        {k: tune.grid_search(v["grid"]) for k, v in job.hyperparameters.items()
                         if isinstance(v, dict) and "grid" in v}}
-        self._fit(param_space, [job], name=f"search-{job.id}", search_alg=search_alg,
-                  scheduler=scheduler, num_samples=num_samples, restore=True)
+        # A search cut off in an earlier run starts over: its partial trials are discarded so
+        # the job's record reflects exactly one search of num_samples trials.
+        shutil.rmtree(self.paths.job_dir(job.id) / "trials", ignore_errors=True)
+        self._fit(param_space, [job], name=f"search-{job.id}-{int(time.time())}",
+                  search_alg=search_alg, scheduler=scheduler, num_samples=num_samples)
         if not self.interrupted:
             out = self.paths.job_dir(job.id) / "trials"
             dirs = sorted(str(p) for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
             self._finish_job(job, dirs, nested=True)
 
     def _fit(self, param_space: dict, jobs: list[Job], *, name: str, search_alg=None, scheduler=None,
-             num_samples: int = 1, restore: bool = False) -> None:
+             num_samples: int = 1) -> None:
         from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 
         resources = {"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu}
@@ -299,18 +304,13 @@ class StudyRunner:
         run_config = RunConfig(name=name, storage_path=storage, verbose=self.verbose,
                                failure_config=FailureConfig(max_failures=self.spec.max_failures),
                                callbacks=[callback], progress_reporter=reporter)
-        path = os.path.join(storage, name)
-        if restore and Tuner.can_restore(path):
-            log.info("resuming Tune experiment %s", path)
-            tuner = Tuner.restore(path, trainable, resume_errored=True, param_space=param_space)
-        else:
-            tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-                                     max_concurrent_trials=self.max_concurrent,
-                                     # one worker process serves many trials: torch and
-                                     # transformers are imported once, not once per trial
-                                     reuse_actors=True,
-                                     trial_dirname_creator=lambda t: t.trial_id)
-            tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+                                 max_concurrent_trials=self.max_concurrent,
+                                 # one worker process serves many trials: torch and
+                                 # transformers are imported once, not once per trial
+                                 reuse_actors=True,
+                                 trial_dirname_creator=lambda t: t.trial_id)
+        tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         for job in jobs:
             self.tracker.job_run(job, _main_metric(job))
         grid = tuner.fit()
