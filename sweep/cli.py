@@ -51,6 +51,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.address:
+        from sweep.cluster import use_cluster_token
+
+        use_cluster_token()  # before anything imports ray
     from sweep.plan import build_plan, format_plan
 
     spec = load_spec(args.spec)

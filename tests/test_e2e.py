@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import run_sweep, write_spec
+from tests.conftest import SWEEP, run_sweep, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +81,28 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
     report = (tmp_path / "runs" / "e2e" / "report.md").read_text()
     assert "| none |" in report and "| toy_chunk |" in report and "no-such-dir" in report
     assert report in proc.stdout
+
+
+def test_run_on_an_existing_ray_cluster_with_address(tmp_path, toy_root, small_model):
+    """`--address` joins a cluster started with `ray start --head` (token authentication on)."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_bin = str(Path(SWEEP).parent / "ray")
+    started = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["none"],
+                          targets=[{"task": "toy_tatoeba", "languages": ["xs"]}])
+        proc = run_sweep("run", str(spec), "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert "Connecting to existing Ray cluster" in out and "Started a local Ray instance" not in out
+        assert "1 jobs finished" in proc.stdout
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
