@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
     uri = tracking_uri_for(spec, args.mlflow_uri)
     log.info("study %s: %d jobs; MLflow at %s", spec.name, len(plan.jobs), uri)
     prepare_study(spec)
-    summary, _ = run_study(spec, plan, tracking_uri=uri, address=args.address,
+    summary = run_study(spec, plan, tracking_uri=uri, address=args.address,
                            max_concurrent=args.max_concurrent, verbose=args.verbose)
     resumed = sum(1 for o in summary.outcomes.values() if o.resumed)
     print(f"\nstudy {spec.name}: {summary.count('finished')} jobs finished ({resumed} already done "

@@ -24,7 +24,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 # Ray's newer console output ignores the progress reporter's column choice; the classic
 # table shows the job label, epoch, loss and dev score per trial.
@@ -61,7 +60,6 @@ class JobOutcome:
 class RunSummary:
     outcomes: dict[str, JobOutcome]
     interrupted: bool = False
-    ran_trials: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes.values() if o.status == status)
@@ -129,7 +127,6 @@ class StudyRunner:
         self.tracker = Tracker(tracking_uri, spec.experiment, spec.name,
                                artifact_root=self.paths.storage / "mlartifacts")
         self.outcomes: dict[str, JobOutcome] = {}
-        self.ran_trials: list[str] = []
         self.interrupted = False
         self._trial_dirs: dict[str, list[str]] = {}
         self._errored: set[str] = set()
@@ -153,7 +150,7 @@ class StudyRunner:
         finally:
             failed = sum(1 for o in self.outcomes.values() if o.status != "finished")
             self.tracker.finish_study(failed, self.interrupted)
-        return RunSummary(self.outcomes, self.interrupted, self.ran_trials)
+        return RunSummary(self.outcomes, self.interrupted)
 
     def _study_params(self) -> dict:
         s = self.spec
@@ -315,8 +312,6 @@ class StudyRunner:
             self.tracker.job_run(job, _main_metric(job))
         grid = tuner.fit()
         for result in grid:
-            trial_cfg = (result.config or {}).get("trial", {})
-            self.ran_trials.append(trial_cfg.get("trial_id", ""))
             metrics = result.metrics or {}
             ended = metrics.get("trial_id") in callback.ended or metrics.get("done")
             if result.error is None and not ended:
@@ -357,7 +352,6 @@ class StudyRunner:
 
 
 def run_study(spec: Spec, plan: Plan, *, tracking_uri: str, address: str | None = None,
-              max_concurrent: int | None = None, verbose: int = 1) -> tuple[RunSummary, Any]:
-    runner = StudyRunner(spec, plan, tracking_uri=tracking_uri, address=address,
-                         max_concurrent=max_concurrent, verbose=verbose)
-    return runner.run(), runner.tracker
+              max_concurrent: int | None = None, verbose: int = 1) -> RunSummary:
+    return StudyRunner(spec, plan, tracking_uri=tracking_uri, address=address,
+                       max_concurrent=max_concurrent, verbose=verbose).run()

@@ -92,6 +92,14 @@ def make_optimizer(model: MultiTaskModel, settings: TrainSettings, total_steps: 
     return optimizer, scheduler
 
 
+def _update(model: MultiTaskModel, optimizer, scheduler, max_grad_norm: float) -> None:
+    """One optimizer update from the accumulated gradients."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, object], tokenizer,
           settings: TrainSettings, *, dev_score: Callable[[], float],
           on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None) -> dict:
@@ -127,18 +135,12 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
             losses.append(loss.item() * settings.grad_accumulation)
             micro += 1
             if micro % settings.grad_accumulation == 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                _update(model, optimizer, scheduler, settings.max_grad_norm)
                 step += 1
                 if settings.max_steps and step >= settings.max_steps:
                     break
         if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _update(model, optimizer, scheduler, settings.max_grad_norm)
             step += 1
         model.eval()
         score = dev_score()

@@ -117,13 +117,12 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
     }
 
 
-def _dev_score(tasks: dict[str, Task], model, tokenizer, hp: dict) -> float:
+def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) -> float:
     """Mean of each task's main metric on its English dev split (one task: just that metric)."""
     scores = []
-    for task in tasks.values():
+    for name, task in tasks.items():
         family = get_family(task.info.family)
-        dev = task.load("dev", task.info.train_language)
-        result = family.evaluate(task, model, dev, tokenizer, batch_size=hp["eval_batch_size"],
+        result = family.evaluate(task, model, dev[name], tokenizer, batch_size=hp["eval_batch_size"],
                                  max_length=hp["max_length"])
         scores.append(result[task.info.main_metric])
     return float(np.mean(scores))
@@ -134,6 +133,7 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     settings = TrainSettings.from_dict(cfg.hparams, seed=cfg.seed)
     features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, settings.max_length)
                 for name, t in tasks.items()}
+    dev = {name: t.load("dev", t.info.train_language) for name, t in tasks.items()}  # once, not per epoch
     resume_file = out / "resume" / "state.pt"
     resume = torch.load(resume_file, weights_only=False) if resume_file.is_file() else None
     meta = {"trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage,
@@ -152,7 +152,7 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
         report(metrics)
 
     return train(model, tasks, features, tokenizer, settings,
-                 dev_score=lambda: _dev_score(tasks, model, tokenizer, cfg.hparams),
+                 dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
                  on_epoch_end=on_epoch_end, resume=resume)
 
 
