@@ -296,7 +296,8 @@ class StudyRunner:
         reporter = CLIReporter(parameter_columns={"trial/label": "job"},
                                metric_columns={"epoch": "epoch", "train/loss": "loss",
                                                "dev/score": "dev"},
-                               max_report_frequency=30)
+                               max_report_frequency=30,
+                               max_column_length=48)  # multi-task labels stay readable
         storage = str(self.paths.root / "ray")
         run_config = RunConfig(name=name, storage_path=storage, verbose=self.verbose,
                                failure_config=FailureConfig(max_failures=self.spec.max_failures),
