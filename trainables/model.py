@@ -5,9 +5,11 @@ the encoder travels from the intermediate phase to the target phase.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -47,9 +49,36 @@ class MultiTaskModel(nn.Module):
         inputs.pop("token_type_ids", None)  # XLM-R has a single segment type
         return self.encoder(**inputs).last_hidden_state
 
-    def loss(self, task: Task, batch: dict) -> torch.Tensor:
+    def forward_task(self, task: Task, batch: dict) -> tuple[torch.Tensor, object]:
+        """(loss, logits) of one task's batch: the one forward pass every training step uses."""
         batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
-        return get_family(task.info.family).loss(self.heads[task.name], self.encode(batch), batch)
+        family = get_family(task.info.family)
+        logits = family.forward(self, self.heads[task.name], batch)
+        return family.loss(logits, batch), logits
+
+    def forward(self, task: Task, batch: dict) -> tuple[torch.Tensor, object]:
+        """``model(task, batch)``: the same as ``forward_task``, through module hooks (DeepSpeed)."""
+        return self.forward_task(task, batch)
+
+    def loss(self, task: Task, batch: dict) -> torch.Tensor:
+        return self.forward_task(task, batch)[0]
+
+    def input_embeddings(self) -> nn.Module:
+        """The word-embedding layer whose output adversarial methods perturb."""
+        return self.encoder.get_input_embeddings()
+
+    @contextlib.contextmanager
+    def perturb_embeddings(self, perturb: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+        """Within the block, the word embeddings of every forward pass are ``perturb(embeddings)``.
+
+        A forward hook on the embedding layer: works for every family (multiple choice reshapes
+        before it), for multi-task batches and inside a DeepSpeed engine, which wraps this module.
+        """
+        handle = self.input_embeddings().register_forward_hook(lambda _m, _i, out: perturb(out))
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 def build_model(start: str, tasks: list[Task], dropout: float | None = None) -> tuple[MultiTaskModel, object]:

@@ -14,10 +14,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
-
 from trainables.families import get_family
 from trainables.model import MultiTaskModel
+from trainables.steps import Optimization, PlainOptimization, TrainingStep, plain_step
 from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -78,35 +77,18 @@ class MultiTaskBatches:
             yield name, self.collators[name]([rows[i] for i in range(len(rows))])
 
 
-def make_optimizer(model: MultiTaskModel, settings: TrainSettings, total_steps: int):
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": settings.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
-    warmup = int(settings.warmup_ratio * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-    return optimizer, scheduler
-
-
-def _update(model: MultiTaskModel, optimizer, scheduler, max_grad_norm: float) -> None:
-    """One optimizer update from the accumulated gradients."""
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, object], tokenizer,
           settings: TrainSettings, *, dev_score: Callable[[], float],
-          on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None) -> dict:
+          on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None,
+          step_fn: TrainingStep = plain_step,
+          optimization: Callable[[MultiTaskModel, TrainSettings, int], Optimization] = PlainOptimization,
+          ) -> dict:
     """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
 
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
-    caller decides where to keep it. Returns the final summary (best dev score and epoch).
+    caller decides where to keep it. ``step_fn`` is what one micro-batch does (plain or an
+    adversarial method), ``optimization`` builds the optimizer side (plain AdamW or DeepSpeed).
+    Returns the final summary (best dev score and epoch).
     """
     collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
     batches = MultiTaskBatches(features, collators, settings.batch_size)
@@ -114,12 +96,10 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     total = updates_per_epoch * settings.epochs
     if settings.max_steps:
         total = min(total, settings.max_steps)
-    optimizer, scheduler = make_optimizer(model, settings, total)
+    opt = optimization(model, settings, total)
     start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
     if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
+        opt.load_state_dict(resume["optimization"])
         start_epoch, best, best_epoch, step = (resume["epoch"] + 1, resume["best"],
                                                 resume["best_epoch"], resume["step"])
         log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, best, best_epoch)
@@ -130,17 +110,15 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         model.train()
         started, losses, micro = time.time(), [], 0
         for name, batch in batches.epoch(settings.seed, epoch):
-            loss = model.loss(tasks[name], batch) / settings.grad_accumulation
-            loss.backward()
-            losses.append(loss.item() * settings.grad_accumulation)
+            losses.append(step_fn(model, tasks[name], batch, opt.backward))
             micro += 1
             if micro % settings.grad_accumulation == 0:
-                _update(model, optimizer, scheduler, settings.max_grad_norm)
+                opt.update()
                 step += 1
                 if settings.max_steps and step >= settings.max_steps:
                     break
         if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
-            _update(model, optimizer, scheduler, settings.max_grad_norm)
+            opt.update()
             step += 1
         model.eval()
         score = dev_score()
@@ -151,8 +129,7 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
                    "dev/score": score, "dev/best": best, "train/steps": step,
                    "train/epoch_seconds": time.time() - started}
         log.info("epoch %d: loss %.4f dev %.4f (best %.4f)", epoch + 1, metrics["train/loss"], score, best)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
+        state = {"optimization": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "step": step}
         on_epoch_end(epoch, metrics, improved, state)
     return {"best": best, "best_epoch": best_epoch, "steps": step}

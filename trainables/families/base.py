@@ -58,7 +58,16 @@ class Family(ABC):
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, head: nn.Module, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
+    def forward(self, model, head: nn.Module, batch: dict):
+        """Logits for a collated batch (a tensor, or a tuple of tensors for QA start/end).
+
+        Families whose inputs are not one sequence per example (multiple choice) reshape here.
+        Everything goes through ``model.encode`` so embedding perturbations (adversarial
+        training, ``MultiTaskModel.perturb_embeddings``) reach every family.
+        """
+        return head(model.encode(batch))
+
+    def loss(self, logits, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
     @abstractmethod

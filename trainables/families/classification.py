@@ -46,8 +46,8 @@ class Classification(Family):
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         return ClassificationHead(hidden_size, len(task.labels), dropout)
 
-    def loss(self, head, hidden, batch):
-        return nn.functional.cross_entropy(head(hidden), batch["labels"])
+    def loss(self, logits, batch):
+        return nn.functional.cross_entropy(logits, batch["labels"])
 
     @torch.no_grad()
     def predict(self, model, task: Task, features, tokenizer, batch_size: int) -> np.ndarray:
@@ -55,8 +55,8 @@ class Classification(Family):
                                              collate_fn=self.collator(tokenizer))
         preds = []
         for batch in loader:
-            hidden = model.encode(batch)
-            preds.append(model.heads[task.name](hidden).argmax(-1).cpu().numpy())
+            logits = self.forward(model, model.heads[task.name], batch)
+            preds.append(logits.argmax(-1).cpu().numpy())
         return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
 
     def evaluate(self, task, model, data, tokenizer, *, batch_size, max_length):

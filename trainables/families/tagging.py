@@ -42,8 +42,7 @@ class Tagging(Family):
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, len(task.labels)))
 
-    def loss(self, head, hidden, batch):
-        logits = head(hidden)
+    def loss(self, logits, batch):
         return nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(),
                                            ignore_index=IGNORE)
 
@@ -54,7 +53,7 @@ class Tagging(Family):
                                              collate_fn=self.collator(tokenizer))
         gold_seqs, pred_seqs = [], []
         for batch in loader:
-            logits = model.heads[task.name](model.encode(batch))
+            logits = self.forward(model, model.heads[task.name], batch)
             preds = logits.argmax(-1).cpu().numpy()
             gold = batch["labels"].cpu().numpy()
             for p_row, g_row in zip(preds, gold):

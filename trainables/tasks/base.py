@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily: planning and validation never load data
     import datasets
 
-FAMILIES = ("classification", "tagging", "retrieval")
+FAMILIES = ("classification", "tagging", "retrieval", "multiple_choice", "qa")
 
 
 class TaskDataError(RuntimeError):
@@ -38,6 +38,11 @@ class TaskInfo:
     intermediate: bool = True
     # Whether the task can serve as a target task (evaluated per language).
     target: bool = True
+    # Named language subsets a spec can select by name (``languages: xtreme``), e.g. the XTREME
+    # and XTREME-R lists of a task that both benchmarks use with different languages.
+    language_sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Where the data comes from on the hub (``google/xtreme:PAN-X.{lang}``), for docs and errors.
+    hub_id: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -79,6 +84,25 @@ class Task(ABC):
         ``{tokens: list[str], tags: list[int]}``; retrieval ``{source: str, target: str}``
         (line i of source translates line i of target).
         """
+
+    def hub_dataset(self, path: str, name: str | None, split: str, language: str,
+                    **kwargs) -> datasets.Dataset:
+        """``datasets.load_dataset`` by hub id; any failure becomes one ``TaskDataError`` line.
+
+        Offline machines (``HF_DATASETS_OFFLINE=1``) and air-gapped clusters set ``data_dir``
+        instead; the message says so.
+        """
+        import datasets
+
+        try:
+            return datasets.load_dataset(path, name, split=split, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every hub failure is reported the same way
+            what = f"{path}" + (f" config {name}" if name else "") + f" split {split}"
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise TaskDataError(
+                f"task {self.name}: could not load the {split!r} split for language {language!r} "
+                f"from the hub ({what}): {first}; set tasks.{self.name}.data_dir to read local files"
+            ) from None
 
     def prepare(self) -> None:
         """Driver-side, once per study before trials start: fetch or generate data (default: nothing)."""
