@@ -1,0 +1,1 @@
+"""Scorers equivalent to the benchmarks' official ones (one module per kind of task)."""
