@@ -226,14 +226,25 @@ class MlflowConfig(_Block):
 
 
 class TaskOptionsBlock(_Block):
+    """``tasks: {name: {...}}``: where a task's data is and how it is used (see TaskOptions)."""
+
     data_dir: str | None = None
     train_examples: int | None = Field(None, ge=1)
     layer: int | None = Field(None, ge=0)
+    pooling: Literal["mean", "cls"] | None = None
+    examples_cap: int | None = Field(None, ge=1)
+    probability: float | None = Field(None, gt=0, le=1)
+    translated_train: list[str] | None = None
+    english_train: str | None = None
+    doc_stride: int | None = Field(None, ge=1)
+    corpus: str | None = None
+    corpus_languages: list[str] | None = None
 
 
 class TargetEntry(_Block):
     task: str
-    languages: list[str] | None = None
+    # a list of codes, or the name of one of the task's language sets ("xtreme", "xtreme_r", "all")
+    languages: Union[list[str], str, None] = None
 
 
 class RawSpec(_Block):
@@ -402,6 +413,8 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
     for name in raw.tasks:
         if name not in names:
             raise SpecError(f"tasks.{name}", "unknown task" + did_you_mean(name, names))
+    _check_mixing(intermediate, raw.tasks)
+    _check_required_options(intermediate, targets, raw.tasks)
     hps = _check_hyperparameters(raw.hyperparameters, raw.search)
     return Spec(
         name=raw.name, description=raw.description, model=raw.model, intermediate=intermediate,
@@ -444,6 +457,26 @@ def _check_intermediate(entries: list, names: list[str]) -> tuple[tuple[str, ...
     return tuple(out)
 
 
+def _check_mixing(groups: tuple[tuple[str, ...], ...], options: dict[str, TaskOptionsBlock]) -> None:
+    """Multi-task sampling probabilities are all-or-nothing within an intermediate entry."""
+    for i, group in enumerate(groups):
+        given = [t for t in group if t in options and options[t].probability is not None]
+        if given and len(given) != len(group):
+            missing = [t for t in group if t not in given]
+            raise SpecError(f"tasks.{missing[0]}.probability",
+                            f"intermediate[{i}] mixes {'+'.join(group)} with given probabilities "
+                            f"for {', '.join(given)}: give one for every task of the entry or none")
+
+
+def _check_required_options(groups, targets, options: dict[str, TaskOptionsBlock]) -> None:
+    used = [t for g in groups for t in g] + [t.task for t in targets]
+    for name in dict.fromkeys(used):
+        for option in task_info(name).required_options:
+            if name not in options or getattr(options[name], option) is None:
+                raise SpecError(f"tasks.{name}.{option}", f"task '{name}' needs this option "
+                                                          f"({task_info(name).description})")
+
+
 def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
     if not entries:
         raise SpecError("targets", "give at least one target task")
@@ -460,6 +493,14 @@ def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
         info = task_info(entry.task)
         if entry.languages is None:
             languages = info.languages
+        elif isinstance(entry.languages, str):
+            sets = {"all": info.languages, **dict(info.language_sets)}
+            if entry.languages not in sets:
+                raise SpecError(f"{path}.languages",
+                                f"'{entry.languages}' is not a language set of task '{entry.task}'"
+                                + did_you_mean(entry.languages, list(sets))
+                                + f"; give a list of languages or one of: {', '.join(sets)}")
+            languages = tuple(sets[entry.languages])
         else:
             if not entry.languages:
                 raise SpecError(f"{path}.languages", "give at least one language (or leave out "

@@ -113,8 +113,10 @@ BAD = [
     Bad("name as a number", spec_with(name=123), "name", "valid string"),
     Bad("target mapping without task", spec_with(targets=[{"languages": ["en"]}]), "targets[0].task",
         "required"),
-    Bad("target languages as a string", spec_with(targets=[{"task": "toy_xnli", "languages": "en"}]),
-        "targets[0].languages", "valid list"),
+    Bad("target languages as an unknown set name", spec_with(targets=[{"task": "toy_xnli", "languages": "en"}]),
+        "targets[0].languages", "not a language set of task 'toy_xnli'"),
+    Bad("target language set misspelt", spec_with(targets=[{"task": "toy_xnli", "languages": "al"}]),
+        "targets[0].languages", "did you mean 'all'"),
     Bad("target language as a number", spec_with(targets=[{"task": "toy_xnli", "languages": ["en", 7]}]),
         "targets[0].languages[1]", "valid string"),
     Bad("multi-task entry of numbers", spec_with(intermediate=["none", [1, 2]]), "intermediate[1][0]",
@@ -254,6 +256,18 @@ BAD = [
     Bad("missing local model dir", spec_with(model="./does-not-exist"), "model",
         "local model directory not found"),
     Bad("blank model", spec_with(model="  "), "model", "must name a hub id"),
+    # ---- task options for multi-task mixing and masked-LM
+    Bad("probability for only part of a multi-task entry",
+        spec_with(tasks={"toy_paraphrase": {"probability": 0.7}}),
+        "tasks.toy_chunk.probability", "give one for every task of the entry or none"),
+    Bad("probability above 1", spec_with(tasks={"toy_chunk": {"probability": 1.5}}),
+        "tasks.toy_chunk.probability", "less than or equal to 1"),
+    Bad("examples_cap = 0", spec_with(tasks={"toy_chunk": {"examples_cap": 0}}),
+        "tasks.toy_chunk.examples_cap", "greater than or equal to 1"),
+    Bad("mlm without a corpus", spec_with(intermediate=["none", ["toy_chunk", "mlm"]]),
+        "tasks.mlm.corpus", "task 'mlm' needs this option"),
+    Bad("unknown pooling", spec_with(tasks={"toy_tatoeba": {"pooling": "max"}}),
+        "tasks.toy_tatoeba.pooling", "'mean' or 'cls'"),
 ]
 
 
@@ -438,6 +452,20 @@ def test_both_target_forms():
         Target("toy_pos", ("xv", "en")),               # order as given
         Target("toy_tatoeba", task_info("toy_tatoeba").languages),
     )
+
+
+def test_language_set_names_select_a_tasks_languages():
+    spec = parse_spec(spec_with(targets=[{"task": "toy_xnli", "languages": "all"}]))
+    assert spec.targets == (Target("toy_xnli", task_info("toy_xnli").languages),)
+
+
+def test_mixing_options_accepted():
+    spec = parse_spec(spec_with(
+        intermediate=[["toy_chunk", "mlm"]],
+        tasks={"toy_chunk": {"probability": 0.8, "examples_cap": 100},
+               "mlm": {"probability": 0.2, "corpus": "/data/cc100", "corpus_languages": ["sw", "de"]}}))
+    assert spec.tasks["mlm"].corpus_languages == ["sw", "de"]
+    assert spec.tasks["toy_chunk"].examples_cap == 100
 
 
 def test_grid_values_parsed():

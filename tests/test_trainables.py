@@ -9,7 +9,7 @@ import pytest
 
 from trainables.families.retrieval import Retrieval, default_layer
 from trainables.formats import read_conllu
-from trainables.train import MultiTaskBatches
+from trainables.train import Mixing, MultiTaskBatches
 from trainables.trial import run_trial
 
 HP = dict(learning_rate=1e-3, batch_size=16, eval_batch_size=64, epochs=2, max_length=48,
@@ -59,6 +59,49 @@ def test_multitask_batches_cover_every_example_once_in_proportion():
     # sampling in proportion to size: task b's 3 batches are spread out, not all at the end
     positions = [i for i, (n, _) in enumerate(order) if n == "b"]
     assert positions[0] < 9
+
+
+def test_multitask_batches_cap_examples_per_epoch_and_redraw_them():
+    features = {"a": datasets.Dataset.from_dict({"x": list(range(100))}),
+                "b": datasets.Dataset.from_dict({"x": list(range(1000, 1020))})}
+    batches = MultiTaskBatches(features, {"a": list, "b": list}, batch_size=10,
+                               mixing={"a": Mixing(examples_cap=30)})
+    first = list(batches.epoch(seed=1, epoch=0))
+    assert batches.steps_per_epoch() == len(first) == 5                     # 3 capped + 2
+    a_rows = [r["x"] for n, rows in first if n == "a" for r in rows]
+    assert len(a_rows) == len(set(a_rows)) == 30
+    second = [r["x"] for n, rows in batches.epoch(seed=1, epoch=1) if n == "a" for r in rows]
+    assert set(second) != set(a_rows)                                       # a fresh draw each epoch
+
+
+def test_multitask_batches_follow_given_probabilities():
+    features = {"a": datasets.Dataset.from_dict({"x": list(range(50))}),
+                "b": datasets.Dataset.from_dict({"x": list(range(1000, 1050))})}
+    batches = MultiTaskBatches(features, {"a": list, "b": list}, batch_size=1,
+                               mixing={"a": Mixing(probability=0.9), "b": Mixing(probability=0.1)})
+    names = [n for e in range(4) for n, _ in batches.epoch(seed=0, epoch=e)]
+    assert len(names) == 400
+    assert 0.85 < names.count("a") / len(names) < 0.95       # not the 50/50 of proportional mixing
+    with pytest.raises(ValueError, match="every task or none"):
+        MultiTaskBatches(features, {"a": list, "b": list}, 1, mixing={"a": Mixing(probability=0.5)})
+
+
+def test_length_grouping_batches_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 200, size=400)
+    data = datasets.Dataset.from_dict({"input_ids": [[1] * int(n) for n in lengths]})
+    pad_waste = {}
+    for grouped in (False, True):
+        batches = MultiTaskBatches({"t": data}, {"t": list}, batch_size=16, group_by_length=grouped)
+        waste = 0
+        seen = []
+        for _, rows in batches.epoch(seed=0, epoch=0):
+            sizes = [len(r["input_ids"]) for r in rows]
+            waste += max(sizes) * len(sizes) - sum(sizes)
+            seen += sizes
+        assert sorted(seen) == sorted(int(n) for n in lengths)          # every example once
+        pad_waste[grouped] = waste
+    assert pad_waste[True] < pad_waste[False] / 5
 
 
 def _trial(tmp_path, toy_root, model, **fields):
@@ -131,3 +174,69 @@ def test_retrieval_layer_option_is_used_and_checked(tmp_path, toy_root, small_mo
     task = build_task("toy_tatoeba", TaskOptions(data_dir=str(toy_root), layer=9))
     with pytest.raises(ValueError, match="retrieval layer 9 does not exist"):
         Retrieval().evaluate(task, model, task.load("test", "xs"), tokenizer, batch_size=8, max_length=16)
+
+
+def test_mlm_mixed_into_intermediate_training_is_not_used_for_selection(tmp_path, toy_root, small_model):
+    options = {"toy_paraphrase": {"data_dir": str(toy_root)},
+               "mlm": {"corpus": str(toy_root / "corpus"), "corpus_languages": ["xs", "xo"]}}
+    reports: list[dict] = []
+    result = run_trial(_trial(tmp_path, toy_root, small_model, tasks=["toy_paraphrase", "mlm"],
+                              task_options=options), report=reports.append)
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+
+    mlm = build_task("mlm", TaskOptions.from_dict(options["mlm"], str(tmp_path)))
+    train, dev = mlm.load("train", "en"), mlm.load("dev", "en")
+    corpus_lines = sum(len((toy_root / "corpus" / f"{l}.txt").read_text().splitlines()) for l in ("xs", "xo"))
+    assert len(train) + len(dev) == corpus_lines and 0 < len(dev) < len(train)
+    assert not set(train["text"]) & set(dev["text"]) or len(set(dev["text"])) < len(dev)
+    # the dev score that selects the model is the paraphrase accuracy alone
+    assert 0.0 <= result["metrics"]["dev/score"] <= 1.0
+    import torch
+
+    heads = torch.load(tmp_path / "out" / "model" / "heads.pt", weights_only=True)
+    assert any(k.startswith("mlm.") for k in heads) and any(k.startswith("toy_paraphrase.") for k in heads)
+
+
+def test_translated_training_data_is_appended_and_checked(tmp_path, toy_root):
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskDataError, TaskOptions
+
+    english = build_task("toy_xnli", TaskOptions(data_dir=str(toy_root))).load("train", "en")
+    translated = tmp_path / "xnli.xs.jsonl"
+    rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": "neutral"} for i in range(7)]
+    translated.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    task = build_task("toy_xnli", TaskOptions(data_dir=str(toy_root), train_examples=20,
+                                              translated_train=(str(translated),)))
+    # the task's raw schema is text_a/text_b/label: the upstream-named file is rejected clearly
+    with pytest.raises(TaskDataError, match=r"translated_train .*xnli.xs.jsonl lacks columns"):
+        task.load_train()
+    translated.write_text("\n".join(json.dumps({"text_a": r["premise"], "text_b": r["hypothesis"],
+                                                "label": 1}) for r in rows) + "\n")
+    data = task.load_train()
+    assert len(data) == 27 and data["text_a"][-7:] == [f"p{i}" for i in range(7)]
+    assert data.features == english.features
+
+
+def test_features_are_cached_across_processes_for_in_memory_datasets(tmp_path, toy_root, small_model):
+    import subprocess
+    import sys
+
+    code = f"""
+import time, datasets
+from transformers import AutoTokenizer
+from trainables.families import get_family
+from trainables.families.base import set_feature_cache
+from trainables.tasks import build_task
+from trainables.tasks.base import TaskOptions
+datasets.disable_progress_bars()
+set_feature_cache({str(tmp_path / 'features')!r})
+task = build_task("toy_pos", TaskOptions(data_dir={str(toy_root)!r}))
+tok = AutoTokenizer.from_pretrained({str(small_model)!r})
+feats = get_family("tagging").featurize(task, task.load("test", "xs"), tok, 48)
+print(feats.cache_files[0]["filename"] if feats.cache_files else "none")
+"""
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith(str(tmp_path / "features"))
+    assert len(list((tmp_path / "features").glob("tagging-*.arrow"))) == 1

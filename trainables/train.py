@@ -48,33 +48,106 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class MultiTaskBatches:
-    """Batches of several tasks interleaved, each task sampled in proportion to its size.
+def example_lengths(features) -> np.ndarray | None:
+    """Token count of every example (from the Arrow column, without decoding rows).
 
-    One epoch visits every example of every task once; the order is fixed by the seed and
-    epoch so a resumed run replays the same sequence.
+    None when examples are not one sequence each (multiple choice stores several).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "input_ids" not in getattr(features, "column_names", ()):
+        return None
+    column = features.data.column("input_ids")
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        return None
+    if pa.types.is_list(column.type.value_type) or pa.types.is_large_list(column.type.value_type):
+        return None
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if features._indices is not None:  # a select()/shuffle() view: map through its indices
+        lengths = lengths[features._indices.column(0).to_numpy()]
+    return lengths
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """How one task takes part in multi-task training: a per-epoch cap or a fixed probability."""
+
+    examples_cap: int | None = None
+    probability: float | None = None
+
+
+class MultiTaskBatches:
+    """Batches of several tasks interleaved.
+
+    * Default: each task sampled in proportion to its size, so one epoch visits every example of
+      every task once; ``examples_cap`` limits a task to that many (freshly drawn) examples per
+      epoch, which is examples-proportional mixing with a cap (Raffel et al., 2020).
+    * Given probabilities: each batch's task is drawn with those probabilities (a task that runs
+      out starts a new pass over its examples); the epoch has as many batches as the default.
+    * Length grouping: examples of similar length share a batch (sorted within chunks of
+      ``group_batches`` batches, chunks and batches shuffled), so dynamic padding pads little.
+
+    The order is fixed by seed and epoch, so a resumed run replays the same sequence.
     """
 
-    def __init__(self, features: dict[str, object], collators: dict[str, Callable], batch_size: int):
+    def __init__(self, features: dict[str, object], collators: dict[str, Callable], batch_size: int,
+                 mixing: dict[str, Mixing] | None = None, group_by_length: bool = True,
+                 group_batches: int = 50):
         self.features = features
         self.collators = collators
         self.batch_size = batch_size
+        self.mixing = {name: (mixing or {}).get(name, Mixing()) for name in features}
+        given = [m.probability is not None for m in self.mixing.values()]
+        if any(given) and not all(given):
+            raise ValueError("multi-task probabilities: give a probability for every task or none")
+        self.probabilities = None
+        if all(given) and len(features) > 1:
+            total = sum(m.probability for m in self.mixing.values())
+            self.probabilities = {n: m.probability / total for n, m in self.mixing.items()}
+        self.group_batches = group_batches
+        self.lengths = ({n: example_lengths(f) for n, f in features.items()} if group_by_length
+                        else {n: None for n in features})
+
+    def _per_epoch(self, name: str) -> int:
+        cap = self.mixing[name].examples_cap
+        n = len(self.features[name])
+        return min(n, cap) if cap else n
 
     def steps_per_epoch(self) -> int:
-        return sum(math.ceil(len(f) / self.batch_size) for f in self.features.values())
+        return sum(math.ceil(self._per_epoch(n) / self.batch_size) for n in self.features)
+
+    def _batches(self, name: str, rng: np.random.Generator) -> list[np.ndarray]:
+        order = rng.permutation(len(self.features[name]))[: self._per_epoch(name)]
+        lengths = self.lengths[name]
+        if lengths is not None:
+            chunk = self.batch_size * self.group_batches
+            order = np.concatenate([c[np.argsort(lengths[c], kind="stable")]
+                                    for c in np.array_split(order, max(1, math.ceil(len(order) / chunk)))])
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def epoch(self, seed: int, epoch: int):
         rng = np.random.default_rng([seed, epoch])
-        orders = {name: rng.permutation(len(f)) for name, f in self.features.items()}
-        remaining = {name: [o[i:i + self.batch_size] for i in range(0, len(o), self.batch_size)]
-                     for name, o in orders.items()}
+        remaining = {name: self._batches(name, rng) for name in self.features}
+        if self.probabilities:
+            names = list(self.probabilities)
+            p = np.array([self.probabilities[n] for n in names])
+            for _ in range(self.steps_per_epoch()):
+                name = names[rng.choice(len(names), p=p)]
+                if not remaining[name]:
+                    remaining[name] = self._batches(name, rng)
+                yield name, self._collate(name, remaining[name].pop(0))
+            return
         while any(remaining.values()):
             names = [n for n, b in remaining.items() if b]
             weights = np.array([len(remaining[n]) for n in names], dtype=float)
             name = names[rng.choice(len(names), p=weights / weights.sum())]
-            idx = remaining[name].pop(0)
-            rows = self.features[name].select(idx.tolist())
-            yield name, self.collators[name]([rows[i] for i in range(len(rows))])
+            yield name, self._collate(name, remaining[name].pop(0))
+
+    def _collate(self, name: str, idx: np.ndarray):
+        rows = self.features[name].select(idx.tolist())
+        return self.collators[name]([rows[i] for i in range(len(rows))])
 
 
 def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, object], tokenizer,
@@ -82,7 +155,7 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
           on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None,
           step_fn: TrainingStep = plain_step,
           optimization: Callable[[MultiTaskModel, TrainSettings, int], Optimization] = PlainOptimization,
-          ) -> dict:
+          mixing: dict[str, Mixing] | None = None) -> dict:
     """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
 
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
@@ -91,7 +164,7 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     Returns the final summary (best dev score and epoch).
     """
     collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
-    batches = MultiTaskBatches(features, collators, settings.batch_size)
+    batches = MultiTaskBatches(features, collators, settings.batch_size, mixing)
     updates_per_epoch = math.ceil(batches.steps_per_epoch() / settings.grad_accumulation)
     total = updates_per_epoch * settings.epochs
     if settings.max_steps:

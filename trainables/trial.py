@@ -22,11 +22,12 @@ import transformers
 from transformers import AutoModel
 
 from trainables.families import get_family
+from trainables.families.base import set_feature_cache
 from trainables.model import build_model, resolve_model_path, save_model
 from trainables.records import ERROR_FILE, RESULT_FILE, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
-from trainables.train import TrainSettings, seed_everything, train
+from trainables.train import Mixing, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,11 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     datasets.disable_progress_bars()
+    set_feature_cache(Path(cfg.cache_dir).expanduser() / "features")
     transformers.logging.set_verbosity_error()
     started = time.time()
     seed_everything(cfg.seed)
-    tasks = {name: build_task(name, TaskOptions(cache_dir=cfg.cache_dir, **cfg.task_options.get(name, {})))
+    tasks = {name: build_task(name, TaskOptions.from_dict(cfg.task_options.get(name, {}), cfg.cache_dir))
              for name in cfg.tasks}
     start = cfg.init_from or resolve_model_path(cfg.model, cfg.cache_dir)
     model, tokenizer = build_model(start, list(tasks.values()))
@@ -118,9 +120,13 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
 
 
 def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) -> float:
-    """Mean of each task's main metric on its English dev split (one task: just that metric)."""
+    """Mean of each task's main metric on its English dev split (one task: just that metric).
+
+    Tasks that only support the others (masked-LM mixing) do not take part unless alone.
+    """
     scores = []
-    for name, task in tasks.items():
+    selected = {n: t for n, t in tasks.items() if t.info.selection} or tasks
+    for name, task in selected.items():
         family = get_family(task.info.family)
         result = family.evaluate(task, model, dev[name], tokenizer, batch_size=hp["eval_batch_size"],
                                  max_length=hp["max_length"])
@@ -151,9 +157,10 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
         os.replace(resume_file.with_suffix(".tmp"), resume_file)
         report(metrics)
 
+    mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
     return train(model, tasks, features, tokenizer, settings,
                  dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
-                 on_epoch_end=on_epoch_end, resume=resume)
+                 on_epoch_end=on_epoch_end, resume=resume, mixing=mixing)
 
 
 def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...], hp: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Callable
 
 import datasets
@@ -13,6 +14,17 @@ from torch import nn
 from trainables.tasks.base import Task
 
 _TOKENIZER_HASHES: dict[int, str] = {}
+_FEATURE_CACHE: dict[str, Path | None] = {"dir": None}
+
+
+def set_feature_cache(directory: str | Path | None) -> None:
+    """Where tokenised features are kept between trials and runs (``<cache_dir>/features``).
+
+    ``datasets`` caches maps of file-backed datasets by itself, but not of in-memory ones
+    (CoNLL-U, Tatoeba and other readers build those); with a feature cache every split is
+    tokenised once per study, whatever its source.
+    """
+    _FEATURE_CACHE["dir"] = Path(directory).expanduser() if directory else None
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -36,8 +48,13 @@ def cached_map(data: datasets.Dataset, fn: Callable, *, tokenizer, family: str,
     ident = json.dumps({"data": data._fingerprint, "tok": tokenizer_fingerprint(tokenizer),
                         "family": family, "v": 1, **settings}, sort_keys=True)
     fingerprint = hashlib.sha256(ident.encode()).hexdigest()[:32]
-    return data.map(fn, batched=True, remove_columns=data.column_names,
-                    new_fingerprint=fingerprint, desc=f"tokenise ({family})")
+    cache_file = None
+    if _FEATURE_CACHE["dir"] is not None:
+        _FEATURE_CACHE["dir"].mkdir(parents=True, exist_ok=True)
+        cache_file = str(_FEATURE_CACHE["dir"] / f"{family}-{fingerprint}.arrow")
+    return data.map(fn, batched=True, remove_columns=data.column_names, new_fingerprint=fingerprint,
+                    cache_file_name=cache_file, load_from_cache_file=True,
+                    desc=f"tokenise ({family})")
 
 
 class Family(ABC):

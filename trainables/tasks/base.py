@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily: planning and validation never load data
     import datasets
 
-FAMILIES = ("classification", "tagging", "retrieval", "multiple_choice", "qa")
+FAMILIES = ("classification", "tagging", "retrieval", "multiple_choice", "qa", "dual_encoder", "mlm")
 
 
 class TaskDataError(RuntimeError):
@@ -43,6 +43,10 @@ class TaskInfo:
     language_sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Where the data comes from on the hub (``google/xtreme:PAN-X.{lang}``), for docs and errors.
     hub_id: str = ""
+    # Whether the task's dev score takes part in model selection (False for masked-LM mixing).
+    selection: bool = True
+    # Task options a spec must set to use the task (``data_dir`` for licensed data, ...).
+    required_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -51,15 +55,35 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Per-task options a spec can set (``tasks: {name: {...}}``)."""
+    """Per-task options a spec can set (``tasks: {name: {...}}``); each applies where it says."""
 
     data_dir: str | None = None
     train_examples: int | None = None
-    # retrieval tasks: the hidden layer whose mean-pooled states are the sentence embedding
-    # (default: layer 14 of 24 scaled to the model's depth)
+    # retrieval tasks: the hidden layer whose pooled states are the sentence embedding
+    # (default: layer 14 of 24 scaled to the model's depth) and the pooling ("mean" or "cls")
     layer: int | None = None
+    pooling: str = "mean"
+    # multi-task intermediate training: at most this many examples of the task per epoch
+    # (examples-proportional mixing with a cap), or a given sampling probability instead
+    examples_cap: int | None = None
+    probability: float | None = None
+    # extra training data in other languages (translate-train): paths or hub ids of files in the
+    # task's raw schema, appended to the English training split
+    translated_train: tuple[str, ...] = ()
+    # which English training set a target without its own uses (XCOPA: "siqa" or "copa")
+    english_train: str | None = None
+    # extractive QA: overlap between windows of a long context, in sub-words
+    doc_stride: int | None = None
+    # masked-LM mixing (task ``mlm``): a text corpus (path or hub id) and its languages
+    corpus: str | None = None
+    corpus_languages: tuple[str, ...] = ()
     # where generated data (the toy benchmark) and caches live
     cache_dir: str = "~/.cache/xstilts"
+
+    @classmethod
+    def from_dict(cls, values: dict, cache_dir: str) -> "TaskOptions":
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(cache_dir=cache_dir, **values)
 
 
 class Task(ABC):
@@ -108,12 +132,36 @@ class Task(ABC):
         """Driver-side, once per study before trials start: fetch or generate data (default: nothing)."""
 
     def load_train(self) -> datasets.Dataset:
-        """English training split, optionally subsampled to ``train_examples`` (seeded, stable)."""
+        """English training split, optionally subsampled to ``train_examples`` (seeded, stable),
+        plus any translated training data (``translated_train``) appended after subsampling."""
         data = self.load("train", self.info.train_language)
         cap = self.options.train_examples
         if cap is not None and cap < len(data):
             data = data.shuffle(seed=0).select(range(cap))
+        if self.options.translated_train:
+            import datasets
+
+            extra = [self.load_translated(source) for source in self.options.translated_train]
+            data = datasets.concatenate_datasets([data.flatten_indices(), *extra])
         return data
+
+    def load_translated(self, source: str) -> datasets.Dataset:
+        """Translated training data in the task's raw schema: a local JSON-lines file or a hub
+        dataset (``id`` or ``id:config``, split ``train``). Columns must match the English split."""
+        path = Path(source).expanduser()
+        if path.suffix in (".json", ".jsonl") or path.exists():
+            from trainables.formats import read_json_lines
+
+            data = read_json_lines(self.require_file(path, "translated_train", "*"))
+        else:
+            hub_id, _, config = source.partition(":")
+            data = self.hub_dataset(hub_id, config or None, "train", "*")
+        english = self.load("train", self.info.train_language)
+        missing = set(english.column_names) - set(data.column_names)
+        if missing:
+            raise TaskDataError(f"task {self.name}: translated_train {source} lacks columns "
+                                f"{sorted(missing)} of the task's schema {english.column_names}")
+        return data.select_columns(english.column_names).cast(english.features)
 
     def data_path(self, *parts: str) -> Path:
         """A path under the spec's ``data_dir`` for this task; error if no data_dir is set."""
