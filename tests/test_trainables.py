@@ -240,3 +240,23 @@ print(feats.cache_files[0]["filename"] if feats.cache_files else "none")
             for _ in range(2)]
     assert runs[0] == runs[1] and runs[0].startswith(str(tmp_path / "features"))
     assert len(list((tmp_path / "features").glob("tagging-*.arrow"))) == 1
+
+
+def test_raw_cache_reuses_parsed_files_until_one_changes(tmp_path, toy_root):
+    import shutil
+
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_root / "toy_pos", data / "toy_pos")
+    options = TaskOptions(data_dir=str(data), cache_dir=str(tmp_path / "cache"))
+    first = build_task("toy_pos", options).load("test", "xs")
+    entries = list((tmp_path / "cache" / "raw").iterdir())
+    assert len(entries) == 1 and first.cache_files                  # parsed once, then memory-mapped
+    again = build_task("toy_pos", options).load("test", "xs")
+    assert again["tokens"] == first["tokens"] and len(list((tmp_path / "cache" / "raw").iterdir())) == 1
+    conllu = data / "toy_pos" / "test-xs.conllu"
+    conllu.write_text(conllu.read_text().split("\n\n", 1)[1])       # drop the first sentence
+    edited = build_task("toy_pos", options).load("test", "xs")
+    assert len(edited) == len(first) - 1                              # the edit is seen

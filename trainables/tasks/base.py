@@ -96,6 +96,16 @@ class Task(ABC):
     def __init__(self, options: TaskOptions | None = None) -> None:
         self.options = options or TaskOptions()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Every task's ``load`` goes through the raw cache (see ``trainables.raw_cache``)."""
+        super().__init_subclass__(**kwargs)
+        load = cls.__dict__.get("load")
+        if load is not None and not getattr(load, "__abstractmethod__", False) \
+                and not getattr(load, "__raw_cached__", False):
+            from trainables.raw_cache import cached_load
+
+            cls.load = cached_load(load)
+
     @property
     def name(self) -> str:
         return self.info.name
