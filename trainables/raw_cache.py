@@ -39,13 +39,16 @@ def folder_signature(folder: Path) -> list:
 def cached_load(load: Callable) -> Callable:
     """Wrap a task's ``load(split, language)``; only tasks reading a ``data_dir`` are cached."""
 
+    # a changed loader (a new release) must not reuse what the old one parsed
+    code = hashlib.sha256(load.__code__.co_code + repr(load.__code__.co_consts).encode()).hexdigest()[:12]
+
     @functools.wraps(load)
     def wrapper(self, split: str, language: str):
         options = self.options
         if not options.data_dir or not Path(options.data_dir).expanduser().is_dir():
             return load(self, split, language)
         folder = Path(options.data_dir).expanduser()
-        ident = {"v": 1, "task": type(self).__qualname__, "module": type(self).__module__,
+        ident = {"v": 1, "code": code, "task": type(self).__qualname__, "module": type(self).__module__,
                  "split": split, "language": language,
                  "options": {k: v for k, v in asdict(options).items() if k != "cache_dir"},
                  "files": folder_signature(folder)}
