@@ -56,6 +56,12 @@ class Job:
     hyperparameters: dict = field(default_factory=dict, compare=False, hash=False)
     depends_on: tuple[str, ...] = ()
     task_options: dict = field(default_factory=dict, compare=False, hash=False)
+    # the training-set size factor (``train_examples:`` in the spec) of the intermediate phase
+    # this job comes from, and of its own target training; None = all examples
+    intermediate_examples: int | None = None
+    target_examples: int | None = None
+    # how trials run: deepspeed, workers, adversarial configurations, evaluation perturbations
+    settings: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def intermediate_name(self) -> str:
@@ -63,10 +69,13 @@ class Job:
 
     @property
     def label(self) -> str:
-        """Readable run name: ``mnli s1``, ``mnli→xnli s1``, ``none→tatoeba s2``."""
+        """Readable run name: ``mnli s1``, ``mnli→xnli s1``, ``mnli@1000→xnli s1``."""
+        inter = self.intermediate_name + (f"@{self.intermediate_examples}"
+                                          if self.intermediate_examples is not None else "")
         if self.stage == "intermediate":
-            return f"{self.intermediate_name} s{self.seed}"
-        return f"{self.intermediate_name}→{self.target} s{self.seed}"
+            return f"{inter} s{self.seed}"
+        target = self.target + (f"@{self.target_examples}" if self.target_examples is not None else "")
+        return f"{inter}→{target} s{self.seed}"
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -76,7 +85,9 @@ class Job:
         return {"id": self.id, "stage": self.stage, "label": self.label, "model": self.model,
                 "seed": self.seed, "intermediate": list(self.intermediate), "target": self.target,
                 "languages": list(self.languages), "hyperparameters": self.hyperparameters,
-                "depends_on": list(self.depends_on), "task_options": self.task_options}
+                "depends_on": list(self.depends_on), "task_options": self.task_options,
+                "intermediate_examples": self.intermediate_examples,
+                "target_examples": self.target_examples, "settings": self.settings}
 
 
 @dataclass
@@ -109,8 +120,13 @@ class Plan:
                 "counts": self.counts(), "reuse": self.reuse()}
 
 
-def _task_options(spec: Spec, tasks: tuple[str, ...]) -> dict:
-    return {t: spec.tasks[t].model_dump(exclude_none=True) for t in tasks if t in spec.tasks}
+def _task_options(spec: Spec, tasks: tuple[str, ...], size: int | None = None) -> dict:
+    """Each task's spec options; a size factor overrides ``train_examples`` of every task."""
+    out = {t: spec.tasks[t].model_dump(exclude_none=True) for t in tasks if t in spec.tasks}
+    if size is not None:
+        for t in tasks:
+            out.setdefault(t, {})["train_examples"] = size
+    return out
 
 
 def _search_identity(spec: Spec, space: dict) -> dict:
@@ -127,39 +143,77 @@ def _search_identity(spec: Spec, space: dict) -> dict:
     return ident
 
 
+def _adversarial_used(spec: Spec, space: dict) -> dict:
+    """The named adversarial configurations a phase's space refers to (they change results)."""
+    value = space.get("adversarial")
+    names = (value.get("grid") or value.get("values") or []) if isinstance(value, dict) else [value]
+    return {n: spec.adversarial[n] for n in names if n in spec.adversarial}
+
+
+def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
+    """(what a trial needs to know about how to run, the part of it that changes results)."""
+    settings: dict = {"workers": spec.resources.workers}
+    identity: dict = {}
+    if spec.deepspeed is not None and stage != "eval":
+        settings["deepspeed"] = spec.deepspeed.model_dump()
+        identity["precision"] = spec.deepspeed.precision   # stage/offload only move memory around
+    adversarial = _adversarial_used(spec, space)
+    if adversarial:
+        settings["adversarial"] = identity["adversarial"] = adversarial
+    if stage != "intermediate" and spec.evaluation.perturbations:
+        settings["perturbations"] = identity["perturbations"] = list(spec.evaluation.perturbations)
+        settings["perturbation_seed"] = identity["perturbation_seed"] = spec.evaluation.seed
+    return settings, identity
+
+
 def build_plan(spec: Spec) -> Plan:
-    """Intermediate jobs first, then target and eval jobs; ids are content hashes."""
+    """Intermediate jobs first, then target and eval jobs; ids are content hashes.
+
+    Identities only gain keys for features a spec uses (sizes, precision, adversarial
+    configurations, perturbations), so adding a feature never changes existing jobs' ids.
+    """
     jobs: list[Job] = []
     inter_space = hp_space_dict(spec.hyperparameters["intermediate"])
     target_space = hp_space_dict(spec.hyperparameters["target"])
-    intermediate_ids: dict[tuple[tuple[str, ...], int], str] = {}
+    inter_sizes = spec.train_examples.get("intermediate", (None,))
+    target_sizes = spec.train_examples.get("target", (None,))
+    intermediate_ids: dict[tuple, str] = {}
     for seed in spec.seeds:
         for tasks in spec.intermediate:
             if not tasks:
                 continue
-            options = _task_options(spec, tasks)
-            ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model, "tasks": list(tasks),
-                     "hp": inter_space, "search": _search_identity(spec, inter_space), "seed": seed,
-                     "options": options}
-            job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model, seed=seed,
-                      intermediate=tasks, target=None, hyperparameters=inter_space, task_options=options)
-            intermediate_ids[(tasks, seed)] = job.id
-            jobs.append(job)
+            for size in inter_sizes:
+                options = _task_options(spec, tasks, size)
+                settings, extra = _settings(spec, "intermediate", inter_space)
+                ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model, "tasks": list(tasks),
+                         "hp": inter_space, "search": _search_identity(spec, inter_space), "seed": seed,
+                         "options": options, **extra}
+                job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model, seed=seed,
+                          intermediate=tasks, target=None, hyperparameters=inter_space, task_options=options,
+                          intermediate_examples=size, settings=settings)
+                intermediate_ids[(tasks, size, seed)] = job.id
+                jobs.append(job)
     for seed in spec.seeds:
         for tasks in spec.intermediate:
-            parent = intermediate_ids.get((tasks, seed))
-            for target in spec.targets:
-                trainable = task_info(target.task).trainable
-                stage = "target" if trainable else "eval"
-                space = target_space if trainable else {}
-                options = _task_options(spec, (target.task,))
-                ident = {"v": PLAN_FORMAT, "stage": stage, "model": spec.model, "from": parent,
-                         "target": target.task, "languages": list(target.languages), "hp": space,
-                         "search": _search_identity(spec, space), "seed": seed, "options": options}
-                jobs.append(Job(id=stage[0] + "-" + canonical_hash(ident), stage=stage, model=spec.model,
-                                seed=seed, intermediate=tasks, target=target.task,
-                                languages=target.languages, hyperparameters=space,
-                                depends_on=(parent,) if parent else (), task_options=options))
+            for inter_size in (inter_sizes if tasks else (None,)):
+                parent = intermediate_ids.get((tasks, inter_size, seed))
+                for target in spec.targets:
+                    trainable = task_info(target.task).trainable
+                    stage = "target" if trainable else "eval"
+                    space = target_space if trainable else {}
+                    for size in (target_sizes if trainable else (None,)):
+                        options = _task_options(spec, (target.task,), size)
+                        settings, extra = _settings(spec, stage, space)
+                        ident = {"v": PLAN_FORMAT, "stage": stage, "model": spec.model, "from": parent,
+                                 "target": target.task, "languages": list(target.languages), "hp": space,
+                                 "search": _search_identity(spec, space), "seed": seed, "options": options,
+                                 **extra}
+                        jobs.append(Job(id=stage[0] + "-" + canonical_hash(ident), stage=stage,
+                                        model=spec.model, seed=seed, intermediate=tasks, target=target.task,
+                                        languages=target.languages, hyperparameters=space,
+                                        depends_on=(parent,) if parent else (), task_options=options,
+                                        intermediate_examples=inter_size, target_examples=size,
+                                        settings=settings))
     return Plan(spec.name, jobs)
 
 

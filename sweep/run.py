@@ -198,6 +198,7 @@ class StudyRunner:
                 "model": job.model, "tasks": list(job.tasks), "seed": job.seed,
                 "languages": list(job.languages), "hparams": hparams, "init_from": init_from,
                 "task_options": job.task_options, "cache_dir": self.spec.cache_dir,
+                "settings": job.settings,
                 "num_threads": max(1, int(self.spec.resources.cpu)),
                 "output_dir": str(self.paths.trial_dir(job.id, trial_name))}
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -215,8 +217,29 @@ class SearchConfig(_Block):
 
 
 class Resources(_Block):
+    """Per trial: CPUs and GPUs of each worker, and how many workers (Ray Train) a trial uses."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
+
+
+class DeepSpeedBlock(_Block):
+    """``deepspeed: {stage: 3, offload_optimizer: cpu}``: train the phases under DeepSpeed ZeRO."""
+
+    stage: int = Field(2, ge=0, le=3)
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    offload_param: Literal["none", "cpu"] = "none"
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    gradient_checkpointing: bool = False
+    config_file: str | None = None
+
+
+class EvaluationBlock(_Block):
+    """Evaluation-time perturbations of target test sets (robustness studies)."""
+
+    perturbations: list[dict[str, Any]] = Field(default_factory=list)
+    seed: int = Field(0, ge=0)
 
 
 class MlflowConfig(_Block):
@@ -264,6 +287,13 @@ class RawSpec(_Block):
     mlflow: MlflowConfig = MlflowConfig()
     tasks: dict[str, TaskOptionsBlock] = Field(default_factory=dict)
     max_failures: int = Field(1, ge=0)
+    # study factors: training-set sizes per phase, each size its own jobs (null = all examples)
+    train_examples: dict[str, list[Union[int, None]]] = Field(default_factory=dict)
+    deepspeed: DeepSpeedBlock | None = None
+    # named adversarial-training configurations, used by name in hyperparameters.<phase>.adversarial
+    adversarial: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    evaluation: EvaluationBlock = EvaluationBlock()
+    keep_intermediate: bool = True
 
     @field_validator("name")
     @classmethod
@@ -311,6 +341,11 @@ class Spec:
     tasks: dict[str, TaskOptionsBlock]
     max_failures: int
     source: str | None = None
+    train_examples: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    deepspeed: DeepSpeedBlock | None = None
+    adversarial: dict[str, dict] = field(default_factory=dict)
+    evaluation: EvaluationBlock = EvaluationBlock()
+    keep_intermediate: bool = True
 
     @property
     def experiment(self) -> str:
@@ -361,8 +396,11 @@ def _check_unknown_keys(data: Any, model: type[BaseModel], path: str) -> None:
         if key not in fields:
             raise SpecError(here, "unknown field" + did_you_mean(str(key), sorted(fields)))
         annotation = fields[key].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            _check_unknown_keys(value, annotation, here)
+        optional = typing.get_origin(annotation) in (Union, types.UnionType)
+        members = [annotation, *(typing.get_args(annotation) if optional else ())]  # Optional[Block]
+        block = next((m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None)
+        if block is not None:
+            _check_unknown_keys(value, block, here)
     tasks = data.get("tasks") if model is RawSpec else None
     if isinstance(tasks, dict):
         for name, opts in tasks.items():
@@ -415,12 +453,16 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
             raise SpecError(f"tasks.{name}", "unknown task" + did_you_mean(name, names))
     _check_mixing(intermediate, raw.tasks)
     _check_required_options(intermediate, targets, raw.tasks)
-    hps = _check_hyperparameters(raw.hyperparameters, raw.search)
+    adversarial = _check_adversarial_configs(raw.adversarial)
+    hps = _check_hyperparameters(raw.hyperparameters, raw.search, adversarial)
     return Spec(
         name=raw.name, description=raw.description, model=raw.model, intermediate=intermediate,
         targets=targets, seeds=tuple(raw.seeds), hyperparameters=hps, search=raw.search,
         resources=raw.resources, storage=raw.storage, cache_dir=raw.cache_dir, mlflow=raw.mlflow,
         tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
+        train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
+        adversarial=adversarial, evaluation=_check_evaluation(raw.evaluation),
+        keep_intermediate=raw.keep_intermediate,
     )
 
 
@@ -520,7 +562,126 @@ def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
     return tuple(out)
 
 
-def _check_hyperparameters(raw: dict[str, dict[str, Any]], search: SearchConfig
+ADVERSARIAL = "adversarial"  # the hyperparameter naming an adversarial-training configuration
+
+
+def _adversarial_names(configs: dict[str, dict]) -> list[str]:
+    from trainables.adversarial import method_names  # only for specs that use adversarial training
+
+    return ["none", *method_names(), *configs]
+
+
+def _parse_adversarial(value: Any, path: str, configs: dict[str, dict]) -> HyperParameter:
+    """``adversarial: freelb`` / ``[none, freelb, smart3]`` / ``{distribution: choice, values: [...]}``."""
+    names = _adversarial_names(configs)
+
+    def check(name: Any, where: str) -> str:
+        if not isinstance(name, str) or name not in names:
+            raise SpecError(where, f"unknown adversarial configuration {name!r}"
+                                   + did_you_mean(str(name), names) + f"; known: {', '.join(names)}")
+        return name
+
+    if isinstance(value, list):
+        if not value:
+            raise SpecError(path, "empty grid: give at least one value")
+        if len(set(map(str, value))) != len(value):
+            raise SpecError(path, f"grid has repeated values: {value}")
+        return Grid(tuple(sorted(check(v, f"{path}[{i}]") for i, v in enumerate(value))))
+    if isinstance(value, dict):
+        if value.get("distribution") != "choice" or not isinstance(value.get("values"), list):
+            raise SpecError(path, "adversarial takes a name, a list of names, or "
+                                  "{distribution: choice, values: [...]}")
+        return Distribution("choice", values=tuple(check(v, f"{path}.values[{i}]")
+                                                  for i, v in enumerate(value["values"])))
+    return Fixed(check(value, path))
+
+
+def _check_adversarial_configs(raw: dict[str, dict]) -> dict[str, dict]:
+    if not raw:
+        return {}
+    from trainables.adversarial import method_names, validate_adversarial
+
+    out = {}
+    for name, config in raw.items():
+        path = f"adversarial.{name}"
+        if name == "none" or name in method_names():
+            raise SpecError(path, f"'{name}' is a built-in name; give the configuration another name")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise SpecError(path, "names are letters, digits, '_', '.', '-'")
+        try:
+            out[name] = validate_adversarial(dict(config))
+        except ValueError as exc:
+            raise SpecError(_join_field(path, str(exc)), _problem(str(exc))) from None
+    return out
+
+
+def _join_field(path: str, message: str) -> str:
+    """``<field>: <problem>`` messages from validators become ``path.field``."""
+    field_name = message.split(":", 1)[0].strip() if ":" in message else ""
+    return f"{path}.{field_name}" if field_name and " " not in field_name else path
+
+
+def _problem(message: str) -> str:
+    head, _, rest = message.partition(":")
+    return rest.strip() if rest and " " not in head.strip() else message
+
+
+def _check_sizes(raw: dict[str, list]) -> dict[str, tuple[int | None, ...]]:
+    out = {}
+    for phase, sizes in raw.items():
+        path = f"train_examples.{phase}"
+        if phase not in PHASES:
+            raise SpecError(path, "unknown phase" + did_you_mean(phase, PHASES) + f"; phases: {', '.join(PHASES)}")
+        if not sizes:
+            raise SpecError(path, "give at least one size (null = all examples)")
+        for i, size in enumerate(sizes):
+            if size is not None and size < 1:
+                raise SpecError(f"{path}[{i}]", f"must be >= 1 or null, got {size}")
+        if len(set(sizes)) != len(sizes):
+            raise SpecError(path, f"repeated size: {sizes}")
+        out[phase] = tuple(sorted(sizes, key=lambda v: (v is None, v or 0)))
+    return out
+
+
+def _check_deepspeed(block: DeepSpeedBlock | None) -> DeepSpeedBlock | None:
+    if block is None:
+        return None
+    if block.offload_param != "none" and block.stage != 3:
+        raise SpecError("deepspeed.offload_param", f"parameter offload needs stage 3, got stage {block.stage}")
+    if block.offload_optimizer != "none" and block.stage == 0:
+        raise SpecError("deepspeed.offload_optimizer", "optimizer offload needs stage 1, 2 or 3")
+    if block.config_file and not Path(block.config_file).expanduser().is_file():
+        raise SpecError("deepspeed.config_file", f"file not found: {block.config_file}")
+    return block
+
+
+def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
+    if not block.perturbations:
+        return block
+    from trainables.perturb import validate_perturbation
+
+    checked = []
+    for i, config in enumerate(block.perturbations):
+        path = f"evaluation.perturbations[{i}]"
+        try:
+            checked.append(validate_perturbation(dict(config)))
+        except ValueError as exc:
+            raise SpecError(_join_field(path, str(exc)), _problem(str(exc))) from None
+    labels = [perturbation_label(c) for c in checked]
+    if len(set(labels)) != len(labels):
+        raise SpecError("evaluation.perturbations", f"repeated perturbation: {labels}")
+    return EvaluationBlock(perturbations=checked, seed=block.seed)
+
+
+def perturbation_label(config: dict) -> str:
+    """A short metric-name-safe label: ``char_noise-rate0.1``."""
+    parts = [str(config["name"])] + [f"{k}{v}" for k, v in sorted(config.items())
+                                     if k != "name" and not isinstance(v, (dict, list)) and k != "lexicon"]
+    return re.sub(r"[^A-Za-z0-9_.-]", "", "-".join(parts))
+
+
+def _check_hyperparameters(raw: dict[str, dict[str, Any]], search: SearchConfig,
+                           adversarial: dict[str, dict] | None = None,
                            ) -> dict[str, dict[str, HyperParameter]]:
     out: dict[str, dict[str, HyperParameter]] = {}
     for phase in raw:
@@ -534,8 +695,14 @@ def _check_hyperparameters(raw: dict[str, dict[str, Any]], search: SearchConfig
         parsed: dict[str, HyperParameter] = {}
         for name, value in given.items():
             path = f"hyperparameters.{phase}.{name}"
+            if name == ADVERSARIAL:
+                parsed[name] = _parse_adversarial(value, path, adversarial or {})
+                if isinstance(parsed[name], Distribution) and search.algorithm == "grid":
+                    raise SpecError(path, "a distribution needs 'search: {algorithm: optuna}' "
+                                          "(grid search takes a list of values)")
+                continue
             if name not in HP_RULES:
-                raise SpecError(path, "unknown hyperparameter" + did_you_mean(name, sorted(HP_RULES)))
+                raise SpecError(path, "unknown hyperparameter" + did_you_mean(name, sorted([*HP_RULES, ADVERSARIAL])))
             hp = parse_hyperparameter(name, value, path)
             if isinstance(hp, Distribution) and search.algorithm == "grid":
                 raise SpecError(path, "a distribution needs 'search: {algorithm: optuna}' "

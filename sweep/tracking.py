@@ -110,12 +110,16 @@ class Tracker:
         if run_id is None:
             tags = {"kind": "job", "study": self.study, "job_id": job.id, "stage": job.stage,
                     "intermediate": job.intermediate_name, "target": job.target or "",
-                    "seed": job.seed, "main_metric": main_metric or "", "status": "running"}
+                    "seed": job.seed, "main_metric": main_metric or "", "status": "running",
+                    "train_examples": "" if job.intermediate_examples is None else job.intermediate_examples,
+                    "target_examples": "" if job.target_examples is None else job.target_examples}
             run_id = self._create(job.label, tags, self.parent_id)
             params = {"model": job.model, "seed": job.seed, "stage": job.stage,
                       "intermediate": job.intermediate_name, "target": job.target or "",
                       "languages": ",".join(job.languages), "depends_on": ",".join(job.depends_on),
-                      "hp": job.hyperparameters, "task_options": job.task_options}
+                      "hp": job.hyperparameters, "task_options": job.task_options,
+                      "train_examples": job.intermediate_examples, "target_examples": job.target_examples,
+                      "settings": job.settings}
             self._log_params(run_id, params)
         else:
             self.client.update_run(run_id, status="RUNNING")

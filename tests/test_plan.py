@@ -410,8 +410,47 @@ def test_large_grid_from_registry():
     targets = [n for n in names if task_info(n).target]
     pairs = [list(p) for p in itertools.combinations(inter, 2)]
     seeds = list(range(5))
-    plan = plan_of(make_spec(intermediate=["none", *inter, *pairs], targets=targets, seeds=seeds))
+    required = {n: {o: ("/data/" + n) for o in task_info(n).required_options}
+                for n in names if task_info(n).required_options}
+    plan = plan_of(make_spec(intermediate=["none", *inter, *pairs], targets=targets, seeds=seeds,
+                             tasks=required))
     entries = 1 + len(inter) + len(pairs)
     assert plan.counts()["intermediate"] == (entries - 1) * len(seeds)
     assert plan.counts()["target"] + plan.counts()["eval"] == entries * len(targets) * len(seeds)
     assert len({j.id for j in plan.jobs}) == len(plan.jobs)
+
+
+def test_training_size_factor_makes_separate_jobs_and_keeps_other_ids():
+    base = plan_of(make_spec())
+    sized = plan_of(make_spec(train_examples={"intermediate": [1000, None, 50]}))
+    inter = sized.stage("intermediate")
+    assert len(inter) == 3 * len(base.stage("intermediate"))
+    assert {j.intermediate_examples for j in inter} == {50, 1000, None}
+    small = next(j for j in inter if j.intermediate_examples == 50)
+    assert all(opts["train_examples"] == 50 for opts in small.task_options.values())
+    assert small.label.startswith(small.intermediate_name + "@50 ")
+    # the full-size jobs are the very jobs of the study without the factor
+    full = {j.id for j in inter if j.intermediate_examples is None}
+    assert full == {j.id for j in base.stage("intermediate")}
+    # every target starts from the intermediate job of its own size; baseline targets once
+    for job in sized.jobs:
+        if job.depends_on:
+            assert sized.by_id[job.depends_on[0]].intermediate_examples == job.intermediate_examples
+    baseline = [j for j in sized.jobs if not j.intermediate]
+    assert len(baseline) == len([j for j in base.jobs if not j.intermediate])
+
+
+def test_target_size_factor_and_precision_enter_identity_but_resources_do_not():
+    base = plan_of(make_spec())
+    sized = plan_of(make_spec(train_examples={"target": [100, 200]}))
+    assert sized.counts()["target"] == 2 * base.counts()["target"]
+    assert sized.counts()["eval"] == base.counts()["eval"]          # retrieval has no training set
+    more_workers = plan_of(make_spec(resources={"cpu": 1, "workers": 4}))
+    assert [j.id for j in more_workers.jobs] == [j.id for j in base.jobs]
+    assert all(j.settings["workers"] == 4 for j in more_workers.jobs)
+    zero3 = plan_of(make_spec(deepspeed={"stage": 3, "precision": "fp32"}))
+    zero2 = plan_of(make_spec(deepspeed={"stage": 2, "precision": "fp32"}))
+    bf16 = plan_of(make_spec(deepspeed={"stage": 2, "precision": "bf16"}))
+    assert [j.id for j in zero3.jobs] == [j.id for j in zero2.jobs]   # memory layout only
+    assert [j.id for j in bf16.jobs] != [j.id for j in zero2.jobs]
+    assert zero3.stage("intermediate")[0].settings["deepspeed"]["stage"] == 3

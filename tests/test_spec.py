@@ -268,6 +268,20 @@ BAD = [
         "tasks.mlm.corpus", "task 'mlm' needs this option"),
     Bad("unknown pooling", spec_with(tasks={"toy_tatoeba": {"pooling": "max"}}),
         "tasks.toy_tatoeba.pooling", "'mean' or 'cls'"),
+    # ---- study factors, deepspeed, resources
+    Bad("size factor for an unknown phase", spec_with(train_examples={"intermediat": [100]}),
+        "train_examples.intermediat", "did you mean 'intermediate'"),
+    Bad("size factor of zero", spec_with(train_examples={"intermediate": [100, 0]}),
+        "train_examples.intermediate[1]", "must be >= 1 or null"),
+    Bad("size factor repeated", spec_with(train_examples={"target": [100, 100]}),
+        "train_examples.target", "repeated size"),
+    Bad("deepspeed stage 4", spec_with(deepspeed={"stage": 4}), "deepspeed.stage", "less than or equal to 3"),
+    Bad("parameter offload below stage 3", spec_with(deepspeed={"stage": 2, "offload_param": "cpu"}),
+        "deepspeed.offload_param", "needs stage 3"),
+    Bad("deepspeed unknown key", spec_with(deepspeed={"stge": 2}), "deepspeed.stge", "did you mean 'stage'"),
+    Bad("deepspeed config file missing", spec_with(deepspeed={"config_file": "nope.json"}),
+        "deepspeed.config_file", "file not found"),
+    Bad("zero workers", spec_with(resources={"workers": 0}), "resources.workers", "greater than or equal to 1"),
 ]
 
 

@@ -49,6 +49,9 @@ class TrialConfig:
     task_options: dict = field(default_factory=dict)
     cache_dir: str = "~/.cache/xstilts"
     num_threads: int | None = None
+    # how to run: {"deepspeed": {...}, "workers": n, "adversarial": {name: config},
+    # "perturbations": [...], "perturbation_seed": s} (see sweep.plan._settings)
+    settings: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrialConfig":
