@@ -1,0 +1,72 @@
+"""UD-POS: universal part-of-speech tagging (Universal Dependencies v2.5), XTREME's POS task.
+
+Hub: ``google/xtreme`` config ``udpos.<LanguageName>`` (the XTREME languages; the XTREME-R
+additions lt pl ro uk wo need ``data_dir``). ``data_dir``: UD CoNLL-U files anywhere below it,
+named ``<lang>_<treebank>-ud-<split>.conllu``; all treebanks of a language are concatenated
+(sorted by file name), so English train = every English treebank's train split. Multiword-token
+ranges and empty nodes are skipped. Scored like XTREME: seqeval F1 over one-token spans (main)
+and token accuracy.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trainables.formats import hub_tags, read_conllu, tagged_dataset
+from trainables.languages import TASK_LANGUAGES
+from trainables.tasks import register
+from trainables.tasks.base import Task, TaskDataError, TaskInfo
+from trainables.tasks.mnli import check_split
+
+if TYPE_CHECKING:
+    import datasets
+
+UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+        "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
+#: google/xtreme config names (the hub spells Afrikaans "Afrikans"); absent: no hub config
+HUB_NAMES = {
+    "af": "Afrikans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian",
+    "ja": "Japanese", "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch",
+    "pt": "Portuguese", "ru": "Russian", "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog",
+    "tr": "Turkish", "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}
+_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+
+
+@register
+class UdPos(Task):
+    info = TaskInfo(
+        name="udpos", family="tagging", languages=TASK_LANGUAGES["udpos_xtreme_r"], main_metric="f1",
+        source="Universal Dependencies v2.5 (Nivre et al., 2020), UPOS as in XTREME",
+        hub_id="google/xtreme:udpos.{LanguageName}",
+        description="universal POS tagging (17 tags), zero-shot from English treebanks",
+        language_sets=(("xtreme", TASK_LANGUAGES["udpos"]), ("xtreme_r", TASK_LANGUAGES["udpos_xtreme_r"])),
+    )
+    labels = UPOS
+
+    def load(self, split: str, language: str) -> datasets.Dataset:
+        import datasets
+
+        check_split(self, split, language, self.info.languages)
+        if self.options.data_dir:
+            root = self.data_path()
+            pattern = f"{language}_*-ud-{split}.conllu"
+            files = sorted(root.rglob(pattern), key=lambda p: p.name)
+            if not files:
+                raise TaskDataError(f"task {self.name}: {split} split for language {language!r} not "
+                                    f"found at {root / '**' / pattern}")
+            parts = []
+            for path in files:
+                try:
+                    parts.append(tagged_dataset(read_conllu(path), self.labels, source=path))
+                except ValueError as exc:
+                    raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: "
+                                        f"{exc}") from None
+            return datasets.concatenate_datasets(parts)
+        if language not in HUB_NAMES:
+            raise TaskDataError(f"task {self.name}: language {language!r} has no google/xtreme udpos "
+                                f"config; set tasks.{self.name}.data_dir to UD v2.5 CoNLL-U files")
+        data = self.hub_dataset("google/xtreme", f"udpos.{HUB_NAMES[language]}", _HUB_SPLITS[split],
+                                language)
+        return hub_tags(data, "tokens", "pos_tags", self.labels)
