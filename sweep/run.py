@@ -37,7 +37,7 @@ from sweep.plan import Job, Plan, canonical_hash
 from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
 from trainables.tasks import task_info
-from trainables.records import ERROR_FILE, read_result, write_json_atomic
+from trainables.records import ERROR_FILE, RESULT_FILE, read_result, write_json_atomic
 from trainables.tune_entry import tune_trial
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,36 @@ class StudyRunner:
                     self._run_jobs(pending)
                 if self.interrupted:
                     break
+            if not self.interrupted and not self.spec.keep_intermediate:
+                self._release_intermediate_checkpoints()
         finally:
             failed = sum(1 for o in self.outcomes.values() if o.status != "finished")
             self.tracker.finish_study(failed, self.interrupted)
         return RunSummary(self.outcomes, self.interrupted)
+
+    def _release_intermediate_checkpoints(self) -> None:
+        """Delete an intermediate job's checkpoints once every job that starts from it finished.
+
+        A dependent that failed or was blocked keeps them (a re-run needs them). The job record
+        stays; should a later run of an extended spec need the checkpoint again, the job is
+        trained again (``_needs_run``). The MLflow artifact copy, if logged, is kept.
+        """
+        for job in self.plan.stage("intermediate"):
+            outcome = self.outcomes.get(job.id)
+            dependents = self.plan.dependents(job.id)
+            if outcome is None or outcome.status != "finished" or not dependents:
+                continue
+            if not all(self.outcomes.get(d.id) and self.outcomes[d.id].status == "finished"
+                       for d in dependents):
+                continue
+            trials = self.paths.job_dir(job.id) / "trials"
+            removed = 0
+            for model_dir in trials.glob("**/model") if trials.is_dir() else ():
+                shutil.rmtree(model_dir, ignore_errors=True)
+                removed += 1
+            if removed:
+                log.info("removed the checkpoints of %s (%s): all %d dependent jobs finished",
+                         job.id, job.label, len(dependents))
 
     def _study_params(self) -> dict:
         s = self.spec
@@ -171,6 +197,13 @@ class StudyRunner:
     def _needs_run(self, job: Job) -> bool:
         """False when the job is complete (recorded) or blocked by a failed dependency."""
         done = self._load_job(job)
+        if done is not None and job.stage == "intermediate" and self._checkpoint_needed_again(job, done):
+            log.info("intermediate job %s (%s) is trained again: its checkpoint was released and "
+                     "a job that starts from it has not run", job.id, job.label)
+            self.paths.job_file(job.id).unlink()
+            for result in (self.paths.job_dir(job.id) / "trials").glob(f"**/{RESULT_FILE}"):
+                result.unlink()
+            done = None
         if done is not None:
             self.outcomes[job.id] = done
             return False
@@ -182,6 +215,11 @@ class StudyRunner:
                 self.tracker.finish_job(job, status="blocked", error=reason)
                 return False
         return True
+
+    def _checkpoint_needed_again(self, job: Job, done: JobOutcome) -> bool:
+        if done.model_dir and Path(done.model_dir).is_dir():
+            return False
+        return any(not self.paths.job_file(d.id).is_file() for d in self.plan.dependents(job.id))
 
     def _load_job(self, job: Job) -> JobOutcome | None:
         path = self.paths.job_file(job.id)

@@ -293,7 +293,8 @@ class RawSpec(_Block):
     # named adversarial-training configurations, used by name in hyperparameters.<phase>.adversarial
     adversarial: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
-    keep_intermediate: bool = True
+    # intermediate checkpoints are deleted once every job starting from them finished, unless kept
+    keep_intermediate: bool = False
 
     @field_validator("name")
     @classmethod
@@ -345,7 +346,7 @@ class Spec:
     deepspeed: DeepSpeedBlock | None = None
     adversarial: dict[str, dict] = field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
-    keep_intermediate: bool = True
+    keep_intermediate: bool = False
 
     @property
     def experiment(self) -> str:

@@ -81,6 +81,35 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
     report = (tmp_path / "runs" / "e2e" / "report.md").read_text()
     assert "| none |" in report and "| toy_chunk |" in report and "no-such-dir" in report
     assert report in proc.stdout
+    # toy_chunk→toy_pos failed: a re-run needs the intermediate checkpoint, so it is kept
+    inter_id = by_label["toy_chunk s1"].data.tags["xstilts.job_id"]
+    assert list((tmp_path / "runs" / "e2e" / "jobs" / inter_id / "trials").glob("*/model/config.json"))
+
+
+def test_intermediate_checkpoints_released_then_retrained_when_needed(tmp_path, toy_root, small_model):
+    hp = {"intermediate": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32},
+          "target": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32}}
+    spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
+                      targets=[{"task": "toy_tatoeba", "languages": ["xs"]}], hyperparameters=hp)
+    proc = run_sweep("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = json.loads((tmp_path / "runs" / "e2e" / "plan.json").read_text())
+    (inter,) = [j for j in plan["jobs"] if j["stage"] == "intermediate"]
+    trials = tmp_path / "runs" / "e2e" / "jobs" / inter["id"] / "trials"
+    assert not list(trials.glob("*/model")) and (trials.parent / "job.json").is_file()
+
+    # the study grows a target that starts from the released intermediate job: it is retrained
+    spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
+                      targets=[{"task": "toy_tatoeba", "languages": ["xs"]},
+                               {"task": "toy_xnli", "languages": ["xs"]}],
+                      hyperparameters=hp, keep_intermediate=True)
+    proc = run_sweep("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is trained again" in proc.stderr
+    assert list(trials.glob("*/model/config.json"))                    # kept this time
+    jobs = [r for r in _runs(tmp_path / "runs" / "mlflow.db", "e2e") if r.data.tags.get("xstilts.kind") == "job"]
+    assert sorted(r.info.run_name for r in jobs) == ["toy_chunk s1", "toy_chunk→toy_tatoeba s1",
+                                                     "toy_chunk→toy_xnli s1"]   # no duplicate runs
 
 
 def test_run_on_an_existing_ray_cluster_with_address(tmp_path, toy_root, small_model):
