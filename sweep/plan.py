@@ -173,8 +173,13 @@ def build_plan(spec: Spec) -> Plan:
     configurations, perturbations), so adding a feature never changes existing jobs' ids.
     """
     jobs: list[Job] = []
-    inter_space = hp_space_dict(spec.hyperparameters["intermediate"])
-    target_space = hp_space_dict(spec.hyperparameters["target"])
+
+    def space_for(phase: str, tasks: tuple[str, ...]) -> dict:
+        values = dict(spec.hyperparameters[phase])
+        if len(tasks) == 1:
+            values.update(spec.task_hyperparameters.get(tasks[0], {}))
+        return hp_space_dict(values)
+
     inter_sizes = spec.train_examples.get("intermediate", (None,))
     target_sizes = spec.train_examples.get("target", (None,))
     intermediate_ids: dict[tuple, str] = {}
@@ -182,6 +187,7 @@ def build_plan(spec: Spec) -> Plan:
         for tasks in spec.intermediate:
             if not tasks:
                 continue
+            inter_space = space_for("intermediate", tasks)
             for size in inter_sizes:
                 options = _task_options(spec, tasks, size)
                 settings, extra = _settings(spec, "intermediate", inter_space)
@@ -200,7 +206,7 @@ def build_plan(spec: Spec) -> Plan:
                 for target in spec.targets:
                     trainable = task_info(target.task).trainable
                     stage = "target" if trainable else "eval"
-                    space = target_space if trainable else {}
+                    space = space_for("target", (target.task,)) if trainable else {}
                     for size in (target_sizes if trainable else (None,)):
                         options = _task_options(spec, (target.task,), size)
                         settings, extra = _settings(spec, stage, space)

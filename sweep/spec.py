@@ -347,6 +347,7 @@ class Spec:
     adversarial: dict[str, dict] = field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
     keep_intermediate: bool = False
+    task_hyperparameters: dict[str, dict[str, HyperParameter]] = field(default_factory=dict)
 
     @property
     def experiment(self) -> str:
@@ -456,6 +457,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
     _check_required_options(intermediate, targets, raw.tasks)
     adversarial = _check_adversarial_configs(raw.adversarial)
     hps = _check_hyperparameters(raw.hyperparameters, raw.search, adversarial)
+    task_hps = _check_task_hyperparameters(raw.hyperparameters.get(PER_TASK), raw.search, adversarial)
     return Spec(
         name=raw.name, description=raw.description, model=raw.model, intermediate=intermediate,
         targets=targets, seeds=tuple(raw.seeds), hyperparameters=hps, search=raw.search,
@@ -463,7 +465,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
         train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
         adversarial=adversarial, evaluation=_check_evaluation(raw.evaluation),
-        keep_intermediate=raw.keep_intermediate,
+        keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
     )
 
 
@@ -681,14 +683,53 @@ def perturbation_label(config: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "", "-".join(parts))
 
 
+PER_TASK = "tasks"  # hyperparameters.tasks.<task>: overrides for jobs that train that task alone
+
+
+def _check_task_hyperparameters(raw: Any, search: SearchConfig, adversarial: dict[str, dict]
+                                ) -> dict[str, dict[str, HyperParameter]]:
+    """``hyperparameters.tasks: {xquad: {max_length: 384, epochs: 2}}``: values for one task.
+
+    They override the phase's values in every job that trains that task on its own (a target,
+    or a single-task intermediate entry); multi-task entries keep the phase's values.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"hyperparameters.{PER_TASK}", "must map task names to hyperparameters")
+    names = task_names()
+    out: dict[str, dict[str, HyperParameter]] = {}
+    for task, given in raw.items():
+        base = f"hyperparameters.{PER_TASK}.{task}"
+        if task not in names:
+            raise SpecError(base, "unknown task" + did_you_mean(str(task), names))
+        if not isinstance(given, dict) or not given:
+            raise SpecError(base, "must be a non-empty mapping of hyperparameter: value")
+        parsed: dict[str, HyperParameter] = {}
+        for name, value in given.items():
+            path = f"{base}.{name}"
+            if name == ADVERSARIAL:
+                parsed[name] = _parse_adversarial(value, path, adversarial)
+            elif name in HP_RULES:
+                parsed[name] = parse_hyperparameter(name, value, path)
+            else:
+                raise SpecError(path, "unknown hyperparameter" + did_you_mean(name, sorted([*HP_RULES, ADVERSARIAL])))
+            if isinstance(parsed[name], Distribution) and search.algorithm == "grid":
+                raise SpecError(path, "a distribution needs 'search: {algorithm: optuna}' "
+                                      "(grid search takes a list of values)")
+        out[task] = parsed
+    return out
+
+
 def _check_hyperparameters(raw: dict[str, dict[str, Any]], search: SearchConfig,
                            adversarial: dict[str, dict] | None = None,
                            ) -> dict[str, dict[str, HyperParameter]]:
     out: dict[str, dict[str, HyperParameter]] = {}
     for phase in raw:
-        if phase not in PHASES:
-            raise SpecError(f"hyperparameters.{phase}",
-                            "unknown phase" + did_you_mean(phase, PHASES) + f"; phases: {', '.join(PHASES)}")
+        if phase not in PHASES and phase != PER_TASK:
+            raise SpecError(f"hyperparameters.{phase}", "unknown phase"
+                            + did_you_mean(phase, (*PHASES, PER_TASK)) + f"; phases: {', '.join(PHASES)} "
+                            f"(and '{PER_TASK}' for per-task overrides)")
     for phase in PHASES:
         given = raw.get(phase) or {}
         if not isinstance(given, dict):

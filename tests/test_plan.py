@@ -454,3 +454,21 @@ def test_target_size_factor_and_precision_enter_identity_but_resources_do_not():
     assert [j.id for j in zero3.jobs] == [j.id for j in zero2.jobs]   # memory layout only
     assert [j.id for j in bf16.jobs] != [j.id for j in zero2.jobs]
     assert zero3.stage("intermediate")[0].settings["deepspeed"]["stage"] == 3
+
+
+def test_per_task_hyperparameters_override_single_task_jobs_only():
+    spec = make_spec(intermediate=["none", "toy_chunk", ["toy_chunk", "toy_paraphrase"]])
+    spec["hyperparameters"]["tasks"] = {"toy_chunk": {"max_length": 96},
+                                        "toy_xnli": {"epochs": 7, "learning_rate": [1e-5, 2e-5]}}
+    plan = plan_of(spec)
+    plain = plan_of(make_spec(intermediate=["none", "toy_chunk", ["toy_chunk", "toy_paraphrase"]]))
+    single = next(j for j in plan.stage("intermediate") if j.intermediate == ("toy_chunk",))
+    multi = next(j for j in plan.stage("intermediate") if len(j.intermediate) == 2)
+    assert single.hyperparameters["max_length"] == 96
+    assert multi.hyperparameters == next(j for j in plain.stage("intermediate") if len(j.intermediate) == 2).hyperparameters
+    xnli = [j for j in plan.stage("target") if j.target == "toy_xnli"]
+    assert all(j.hyperparameters["epochs"] == 7 and j.hyperparameters["learning_rate"] == {"grid": [1e-5, 2e-5]}
+               for j in xnli)
+    # a target without overrides, from the baseline, is the very job of the plain study
+    baseline_pos = {j.id for j in plan.stage("target") if j.target == "toy_pos" and not j.intermediate}
+    assert baseline_pos and baseline_pos <= {j.id for j in plain.jobs}

@@ -281,6 +281,12 @@ BAD = [
     Bad("deepspeed unknown key", spec_with(deepspeed={"stge": 2}), "deepspeed.stge", "did you mean 'stage'"),
     Bad("deepspeed config file missing", spec_with(deepspeed={"config_file": "nope.json"}),
         "deepspeed.config_file", "file not found"),
+    Bad("per-task hyperparameters for an unknown task",
+        spec_with(hyperparameters={"tasks": {"toy_xnl": {"epochs": 2}}}),
+        "hyperparameters.tasks.toy_xnl", "did you mean 'toy_xnli'"),
+    Bad("per-task hyperparameter out of range",
+        spec_with(hyperparameters={"tasks": {"toy_xnli": {"max_length": 4}}}),
+        "hyperparameters.tasks.toy_xnli.max_length", "must be >= 8"),
     Bad("zero workers", spec_with(resources={"workers": 0}), "resources.workers", "greater than or equal to 1"),
 ]
 
