@@ -62,6 +62,7 @@ class Job:
     target_examples: int | None = None
     # how trials run: deepspeed, workers, adversarial configurations, evaluation perturbations
     settings: dict = field(default_factory=dict, compare=False, hash=False)
+    group: str = field(default="", compare=False, hash=False)  # the spec's groups: label
 
     @property
     def intermediate_name(self) -> str:
@@ -87,7 +88,7 @@ class Job:
                 "languages": list(self.languages), "hyperparameters": self.hyperparameters,
                 "depends_on": list(self.depends_on), "task_options": self.task_options,
                 "intermediate_examples": self.intermediate_examples,
-                "target_examples": self.target_examples, "settings": self.settings}
+                "target_examples": self.target_examples, "settings": self.settings, "group": self.group}
 
 
 @dataclass
@@ -196,7 +197,8 @@ def build_plan(spec: Spec) -> Plan:
                          "options": options, **extra}
                 job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model, seed=seed,
                           intermediate=tasks, target=None, hyperparameters=inter_space, task_options=options,
-                          intermediate_examples=size, settings=settings)
+                          intermediate_examples=size, settings=settings,
+                          group=spec.groups.get(tasks, ""))
                 intermediate_ids[(tasks, size, seed)] = job.id
                 jobs.append(job)
     for seed in spec.seeds:
@@ -219,7 +221,7 @@ def build_plan(spec: Spec) -> Plan:
                                         languages=target.languages, hyperparameters=space,
                                         depends_on=(parent,) if parent else (), task_options=options,
                                         intermediate_examples=inter_size, target_examples=size,
-                                        settings=settings))
+                                        settings=settings, group=spec.groups.get(tasks, "")))
     return Plan(spec.name, jobs)
 
 

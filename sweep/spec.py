@@ -266,8 +266,9 @@ class TaskOptionsBlock(_Block):
 
 class TargetEntry(_Block):
     task: str
-    # a list of codes, or the name of one of the task's language sets ("xtreme", "xtreme_r", "all")
-    languages: Union[list[str], str, None] = None
+    # a list of codes, the name of one of the task's language sets ("xtreme", "xtreme_r", "all"),
+    # or a selection by language attributes: {resource_class: "<=2", from: xtreme_r, script: Latin}
+    languages: Union[list[str], str, dict[str, Any], None] = None
 
 
 class RawSpec(_Block):
@@ -295,6 +296,8 @@ class RawSpec(_Block):
     evaluation: EvaluationBlock = EvaluationBlock()
     # intermediate checkpoints are deleted once every job starting from them finished, unless kept
     keep_intermediate: bool = False
+    # named groups of intermediate entries (syntactic / semantic ...): a tag the report groups by
+    groups: dict[str, list[Union[str, list[str]]]] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -348,6 +351,7 @@ class Spec:
     evaluation: EvaluationBlock = EvaluationBlock()
     keep_intermediate: bool = False
     task_hyperparameters: dict[str, dict[str, HyperParameter]] = field(default_factory=dict)
+    groups: dict[tuple[str, ...], str] = field(default_factory=dict)  # intermediate entry -> group
 
     @property
     def experiment(self) -> str:
@@ -466,6 +470,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
         adversarial=adversarial, evaluation=_check_evaluation(raw.evaluation),
         keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
+        groups=_check_groups(raw.groups, intermediate),
     )
 
 
@@ -522,6 +527,26 @@ def _check_required_options(groups, targets, options: dict[str, TaskOptionsBlock
                                                           f"({task_info(name).description})")
 
 
+def _select_languages(task: str, info, criteria: dict, path: str) -> tuple[str, ...]:
+    """A task's languages (or one of its sets, ``from:``) filtered by language attributes."""
+    from sweep.languages import select_languages
+
+    sets = {"all": info.languages, **dict(info.language_sets)}
+    base = criteria.pop("from", "all")
+    if base not in sets:
+        raise SpecError(f"{path}.from", f"'{base}' is not a language set of task '{task}'"
+                                        + did_you_mean(str(base), list(sets)) + f"; sets: {', '.join(sets)}")
+    if not criteria:
+        raise SpecError(path, "give at least one attribute to select by (e.g. resource_class: '<=2')")
+    try:
+        chosen = select_languages(tuple(sets[base]), criteria)
+    except ValueError as exc:
+        raise SpecError(_join_field(path, str(exc)), _problem(str(exc))) from None
+    if not chosen:
+        raise SpecError(path, f"no language of task '{task}' matches {criteria}")
+    return tuple(chosen)
+
+
 def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
     if not entries:
         raise SpecError("targets", "give at least one target task")
@@ -538,6 +563,8 @@ def _check_targets(entries: list, names: list[str]) -> tuple[Target, ...]:
         info = task_info(entry.task)
         if entry.languages is None:
             languages = info.languages
+        elif isinstance(entry.languages, dict):
+            languages = _select_languages(entry.task, info, dict(entry.languages), f"{path}.languages")
         elif isinstance(entry.languages, str):
             sets = {"all": info.languages, **dict(info.language_sets)}
             if entry.languages not in sets:
@@ -627,6 +654,23 @@ def _join_field(path: str, message: str) -> str:
 def _problem(message: str) -> str:
     head, _, rest = message.partition(":")
     return rest.strip() if rest and " " not in head.strip() else message
+
+
+def _check_groups(raw: dict[str, list], intermediate: tuple[tuple[str, ...], ...]
+                  ) -> dict[tuple[str, ...], str]:
+    out: dict[tuple[str, ...], str] = {}
+    for group, entries in raw.items():
+        for i, entry in enumerate(entries):
+            path = f"groups.{group}[{i}]"
+            key = () if entry == NONE_TASK else tuple(sorted([entry] if isinstance(entry, str) else entry))
+            if key not in intermediate:
+                shown = [("+".join(k) or NONE_TASK) for k in intermediate]
+                raise SpecError(path, f"{entry!r} is not an intermediate entry of this study"
+                                      + did_you_mean("+".join(key) or NONE_TASK, shown))
+            if key in out:
+                raise SpecError(path, f"{entry!r} is already in group '{out[key]}'")
+            out[key] = group
+    return out
 
 
 def _check_sizes(raw: dict[str, list]) -> dict[str, tuple[int | None, ...]]:

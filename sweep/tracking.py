@@ -112,7 +112,8 @@ class Tracker:
                     "intermediate": job.intermediate_name, "target": job.target or "",
                     "seed": job.seed, "main_metric": main_metric or "", "status": "running",
                     "train_examples": "" if job.intermediate_examples is None else job.intermediate_examples,
-                    "target_examples": "" if job.target_examples is None else job.target_examples}
+                    "target_examples": "" if job.target_examples is None else job.target_examples,
+                    "group": job.group}
             run_id = self._create(job.label, tags, self.parent_id)
             params = {"model": job.model, "seed": job.seed, "stage": job.stage,
                       "intermediate": job.intermediate_name, "target": job.target or "",
