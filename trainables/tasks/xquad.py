@@ -1,0 +1,35 @@
+"""XQuAD: 1,190 SQuAD v1.1 dev questions professionally translated into 11 languages.
+
+Zero-shot transfer: train on SQuAD v1.1 English, select on SQuAD v1.1 dev, test per language.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trainables.languages import TASK_LANGUAGES
+from trainables.tasks import register
+from trainables.tasks.base import TaskInfo
+from trainables.tasks.squad_v1 import QATask, check_split
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@register
+class XQuAD(QATask):
+    info = TaskInfo(
+        name="xquad", family="qa", languages=TASK_LANGUAGES["xquad"], main_metric="f1",
+        source="XQuAD (Artetxe et al., 2020); trained on SQuAD v1.1 (Rajpurkar et al., 2016)",
+        hub_id="google/xtreme:XQuAD.{lang}",
+        description="cross-lingual extractive QA; English SQuAD v1.1 training data",
+        intermediate=False,
+    )
+
+    def load(self, split: str, language: str) -> datasets.Dataset:
+        """train/dev: SQuAD v1.1 (``train-v1.1.json``/``dev-v1.1.json``); test: ``xquad.<lang>.json``."""
+        check_split(self, split, language, languages=self.info.languages)
+        if split != "test":
+            return self.english_squad(split, language)
+        if self.options.data_dir:
+            return self.read_json(f"xquad.{language}.json", split, language)
+        return self.from_hub("google/xtreme", f"XQuAD.{language}", split, language, "validation")
