@@ -23,6 +23,9 @@ class XQuAD(QATask):
         hub_id="google/xtreme:XQuAD.{lang}",
         description="cross-lingual extractive QA; English SQuAD v1.1 training data",
         intermediate=False,
+        # XTREME and XTREME-R score 11 languages; Romanian was added to XQuAD later
+        language_sets=(("xtreme", tuple(l for l in TASK_LANGUAGES["xquad"] if l != "ro")),
+                       ("xtreme_r", tuple(l for l in TASK_LANGUAGES["xquad"] if l != "ro"))),
     )
 
     def load(self, split: str, language: str) -> datasets.Dataset:
