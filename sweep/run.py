@@ -125,7 +125,10 @@ class StudyRunner:
         self.max_concurrent = max_concurrent
         self.verbose = verbose
         self.tracker = Tracker(tracking_uri, spec.experiment, spec.name,
-                               artifact_root=self.paths.storage / "mlartifacts")
+                               # a tracking server stores artifacts where it is configured to
+                               # (--artifacts-destination: s3://, gs://); a local store beside it
+                               artifact_root=None if tracking_uri.startswith(("http://", "https://"))
+                               else self.paths.storage / "mlartifacts")
         self.outcomes: dict[str, JobOutcome] = {}
         self.interrupted = False
         self._trial_dirs: dict[str, list[str]] = {}
