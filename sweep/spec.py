@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from trainables.records import perturbation_label
 from trainables.tasks import task_info, task_names
 
 NONE_TASK = "none"
@@ -542,6 +543,9 @@ def _select_languages(task: str, info, criteria: dict, path: str) -> tuple[str, 
         chosen = select_languages(tuple(sets[base]), criteria)
     except ValueError as exc:
         raise SpecError(_join_field(path, str(exc)), _problem(str(exc))) from None
+    except KeyError as exc:  # a language without metadata (the toy languages)
+        raise SpecError(path, f"cannot select languages of task '{task}' by attributes: "
+                              f"{exc.args[0] if exc.args else exc}") from None
     if not chosen:
         raise SpecError(path, f"no language of task '{task}' matches {criteria}")
     return tuple(chosen)
@@ -718,13 +722,6 @@ def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
     if len(set(labels)) != len(labels):
         raise SpecError("evaluation.perturbations", f"repeated perturbation: {labels}")
     return EvaluationBlock(perturbations=checked, seed=block.seed)
-
-
-def perturbation_label(config: dict) -> str:
-    """A short metric-name-safe label: ``char_noise-rate0.1``."""
-    parts = [str(config["name"])] + [f"{k}{v}" for k, v in sorted(config.items())
-                                     if k != "name" and not isinstance(v, (dict, list)) and k != "lexicon"]
-    return re.sub(r"[^A-Za-z0-9_.-]", "", "-".join(parts))
 
 
 PER_TASK = "tasks"  # hyperparameters.tasks.<task>: overrides for jobs that train that task alone

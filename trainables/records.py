@@ -22,3 +22,18 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 def read_result(output_dir: str | Path) -> dict | None:
     path = Path(output_dir) / RESULT_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def perturbation_label(config: dict) -> str:
+    """A short, MLflow-safe name for a perturbation config: ``char_noise-rate0.1``.
+
+    Perturbed metrics are logged as ``<task>.<label>/<metric>/<lang>`` (and the drop of the
+    main metric from clean as ``<task>.<label>/drop/<lang>``), so the report can pair them
+    with the clean ``<task>/<metric>/<lang>``.
+    """
+    import re
+
+    parts = [str(config["name"])] + [f"{k}{v}" for k, v in sorted(config.items())
+                                     if k not in ("name", "lexicon") and not isinstance(v, (dict, list))
+                                     and v not in (None, "")]
+    return re.sub(r"[^A-Za-z0-9_.-]", "", "-".join(parts))

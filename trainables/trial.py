@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +24,8 @@ from transformers import AutoModel
 from trainables.families import get_family
 from trainables.families.base import set_feature_cache
 from trainables.model import build_model, resolve_model_path, save_model
-from trainables.records import ERROR_FILE, RESULT_FILE, read_result, write_json_atomic
+from trainables.adversarial import build_step
+from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
 from trainables.train import Mixing, TrainSettings, seed_everything, train
@@ -99,11 +100,34 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
     tasks = {name: build_task(name, TaskOptions.from_dict(cfg.task_options.get(name, {}), cfg.cache_dir))
              for name in cfg.tasks}
     start = cfg.init_from or resolve_model_path(cfg.model, cfg.cache_dir)
-    model, tokenizer = build_model(start, list(tasks.values()))
     hp = cfg.hparams
     summary: dict = {"best_epoch": None, "steps": 0}
-    if cfg.stage != "eval":
-        summary = _train_phase(cfg, tasks, model, tokenizer, out, report)
+    oom_retries: list[dict] = []
+    if cfg.stage == "eval":
+        model, tokenizer = build_model(start, list(tasks.values()))
+    else:
+        def attempt(hparams: dict):
+            # a retry starts from fresh weights (or the last finished epoch's resume state)
+            seed_everything(cfg.seed)
+            model, tokenizer = build_model(start, list(tasks.values()))
+            run_cfg = replace(cfg, hparams=hparams)
+            return model, tokenizer, _train_phase(run_cfg, tasks, model, tokenizer, out, report)
+
+        def on_retry(record: dict, new_hparams: dict) -> None:
+            oom_retries.append(record)
+            report({"train/oom_retries": len(oom_retries), "train/batch_size": new_hparams["batch_size"],
+                    "train/grad_accumulation": new_hparams["grad_accumulation"]})
+
+        from trainables.oom import run_with_oom_retry
+
+        holder: dict = {}
+
+        def attempt_recording(hparams: dict):
+            holder["hparams"] = hparams
+            return attempt(hparams)
+
+        model, tokenizer, summary = run_with_oom_retry(attempt_recording, dict(hp), on_retry=on_retry)
+        hp = holder["hparams"]  # what actually ran (a smaller micro-batch after an OOM)
         best_dir = out / "model"
         if best_dir.is_dir():  # evaluate the model selected on English dev, not the last epoch
             model.heads.load_state_dict(torch.load(best_dir / "heads.pt", weights_only=True))
@@ -111,12 +135,17 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
     metrics: dict[str, float] = {}
     if cfg.stage in ("target", "eval"):
         (target,) = tasks.values()
-        metrics.update(_evaluate_languages(target, model, tokenizer, cfg.languages, hp))
+        metrics.update(_evaluate_languages(target, model, tokenizer, cfg.languages, hp,
+                                           perturbations=cfg.settings.get("perturbations", ()),
+                                           perturbation_seed=cfg.settings.get("perturbation_seed", 0)))
     if summary.get("best") is not None:
         metrics["dev/score"] = summary["best"]
+    if oom_retries:
+        metrics["train/oom_retries"] = float(len(oom_retries))
     return {
         "trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage, "metrics": metrics,
         "hparams": hp, "best_epoch": summary.get("best_epoch"), "steps": summary.get("steps"),
+        "oom_retries": oom_retries,
         "model_dir": str(out / "model") if (out / "model").is_dir() else None,
         "elapsed_s": time.time() - started, "config": asdict(cfg),
     }
@@ -163,19 +192,39 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
     return train(model, tasks, features, tokenizer, settings,
                  dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
-                 on_epoch_end=on_epoch_end, resume=resume, mixing=mixing)
+                 on_epoch_end=on_epoch_end, resume=resume, mixing=mixing,
+                 step_fn=build_step(adversarial_config(cfg)))
 
 
-def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...], hp: dict) -> dict:
-    """Zero-shot metrics per language as ``<task>/<metric>/<lang>`` plus ``/avg`` over languages."""
+def adversarial_config(cfg: TrialConfig) -> dict | None:
+    """The adversarial-training config a trial's ``adversarial`` hyperparameter names.
+
+    A built-in method name uses that method's defaults; other names are the spec's named
+    configurations (passed in ``settings["adversarial"]``); absent or ``none`` = plain training.
+    """
+    name = cfg.hparams.get("adversarial")
+    if name in (None, "none"):
+        return None
+    named = cfg.settings.get("adversarial", {})
+    return dict(named[name]) if name in named else {"method": name}
+
+
+def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...], hp: dict, *,
+                        perturbations=(), perturbation_seed: int = 0) -> dict:
+    """Zero-shot metrics per language as ``<task>/<metric>/<lang>`` plus ``/avg`` over languages.
+
+    Each evaluation-time perturbation adds ``<task>.<label>/<metric>/<lang>`` on the perturbed
+    test set and ``<task>.<label>/drop/<lang>``, the clean main metric minus the perturbed one.
+    """
     family = get_family(task.info.family)
     model.eval()
     per_metric: dict[str, list[float]] = {}
     metrics: dict[str, float] = {}
+    main = task.info.main_metric
+    applicable = _applicable_perturbations(task, perturbations)
     for lang in languages:
         data = task.load("test", lang)
-        result = family.evaluate(task, model, data, tokenizer, batch_size=hp.get("eval_batch_size", 64),
-                                 max_length=hp.get("max_length", 128))
+        result = _evaluate(family, task, model, data, tokenizer, hp)
         n = result.pop("n", None)
         if n is not None:
             metrics[f"{task.name}/n/{lang}"] = n
@@ -183,6 +232,56 @@ def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...]
             metrics[f"{task.name}/{name}/{lang}"] = value
             per_metric.setdefault(name, []).append(value)
         log.info("%s %s: %s", task.name, lang, {k: round(v, 4) for k, v in result.items()})
+        for config in applicable:
+            label = f"{task.name}.{perturbation_label(config)}"
+            perturbed = _perturbed(task, model, tokenizer, data, config, perturbation_seed, lang, hp)
+            scores = _evaluate(family, task, model, perturbed, tokenizer, hp)
+            scores.pop("n", None)
+            scores["drop"] = result[main] - scores[main]
+            for name, value in scores.items():
+                metrics[f"{label}/{name}/{lang}"] = value
+                per_metric.setdefault(f"{label}\t{name}", []).append(value)
+            log.info("%s %s under %s: %s", task.name, lang, label, {k: round(v, 4) for k, v in scores.items()})
     for name, values in per_metric.items():
-        metrics[f"{task.name}/{name}/avg"] = float(np.mean(values))
+        if "\t" in name:
+            label, metric = name.split("\t")
+            metrics[f"{label}/{metric}/avg"] = float(np.mean(values))
+        else:
+            metrics[f"{task.name}/{name}/avg"] = float(np.mean(values))
     return metrics
+
+
+def _evaluate(family, task, model, data, tokenizer, hp: dict) -> dict:
+    return family.evaluate(task, model, data, tokenizer, batch_size=hp.get("eval_batch_size", 64),
+                           max_length=hp.get("max_length", 128))
+
+
+def _applicable_perturbations(task: Task, perturbations) -> list[dict]:
+    """The configs that apply to the task's family (retrieval targets have none): others are
+    skipped with a log line, so one study can perturb classification and QA targets alike."""
+    if not perturbations:
+        return []
+    from trainables.perturb import build_perturbation
+
+    out = []
+    for config in perturbations:
+        families = build_perturbation(config, language="en").families
+        if task.info.family in families:
+            out.append(dict(config))
+        else:
+            log.info("perturbation %s does not apply to %s (%s): skipped", config.get("name"),
+                     task.name, task.info.family)
+    return out
+
+
+def _perturbed(task: Task, model, tokenizer, data, config: dict, seed: int, language: str, hp: dict):
+    from trainables.perturb import perturb_dataset
+
+    gold = None
+    if config.get("name") == "attack":
+        from trainables.perturb.attack import model_gold_probability
+
+        gold = model_gold_probability(model, task, tokenizer, max_length=hp.get("max_length", 128),
+                                      batch_size=hp.get("eval_batch_size", 64))
+    return perturb_dataset(data, task.info.family, config, seed=seed, language=language,
+                           gold_probability=gold)
