@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build of torch (from local disk here; on a GPU cluster install the CUDA build instead).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install browser bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/sweep run search_spaces/demo.yaml
 
-test: install
+# Debian's Chromium for the MLflow UI browser test; without it (not root, not Debian) that test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { echo "installing chromium for the MLflow UI test"; apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } } || \
+	  echo "chromium not available: the MLflow UI browser test will skip"
+
+test: install browser
 	$(BIN)/python -m pytest -q -ra
 
 bench: install

@@ -85,22 +85,42 @@ def cmd_run(args) -> int:
     return 1 if summary.count("failed") or summary.count("blocked") else 0
 
 
-def _report(spec: Spec, uri: str) -> None:
-    from sweep.report import generate_report
+def default_group_by(spec: Spec) -> str | None:
+    """Studies with groups report by group; studies with factors by the first factor's value."""
+    if spec.groups:
+        return "xstilts.group"
+    if spec.factors:
+        from sweep.spec import Grid
+
+        name = spec.factors[0]
+        phase = "intermediate" if isinstance(spec.hyperparameters["intermediate"].get(name), Grid) else "target"
+        return f"factors.{phase}.{name}"
+    return None
+
+
+def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[str] = (),
+            figures: bool = True, html: bool = True) -> None:
+    from sweep.report import StudySource, generate_report
     from sweep.run import StudyPaths
 
+    others = [load_spec(path) for path in compare]
     order = ["+".join(i) if i else "none" for i in spec.intermediate]
-    report, paths = generate_report(uri, spec.experiment, spec.name, StudyPaths(spec).root,
-                                    intermediate_order=order,
-                                    target_order=[t.task for t in spec.targets])
+    report, paths = generate_report(
+        uri, spec.experiment, spec.name, StudyPaths(spec).root, intermediate_order=order,
+        target_order=[t.task for t in spec.targets], group_by=group_by or default_group_by(spec),
+        compare=[StudySource(tracking_uri_for(o, None), o.experiment, o.name) for o in others],
+        figures=figures, html=html)
     print()
     print(paths["md"].read_text() if "md" in paths else report)
-    print("report written to " + ", ".join(str(p) for p in paths.values()))
+    print("report written to " + ", ".join(str(p) for k, p in paths.items() if k in ("md", "csv", "html")))
+    if "html" in paths:
+        print(f"HTML report with figures: {Path(paths['html']).resolve().as_uri()}")
 
 
 def cmd_report(args) -> int:
     spec = load_spec(args.spec)
-    _report(spec, tracking_uri_for(spec, args.mlflow_uri))
+    _report(spec, tracking_uri_for(spec, args.mlflow_uri), group_by=args.group_by,
+            compare=args.compare or [], figures=not args.no_figures, html=not args.no_html)
     return 0
 
 
@@ -130,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the study's results table from MLflow")
     p.add_argument("spec")
     p.add_argument("--mlflow-uri")
+    p.add_argument("--group-by", help="an MLflow param or tag to group rows by (default: the spec's "
+                                      "groups, else its first factor)")
+    p.add_argument("--compare", action="append", metavar="OTHER.yaml",
+                   help="another study to put beside this one (e.g. the same study on another model)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--no-html", action="store_true", help="no HTML page")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -12,6 +12,7 @@ Ids are content hashes: stable across runs, machines and key order, so they key 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class Job:
     # how trials run: deepspeed, workers, adversarial configurations, evaluation perturbations
     settings: dict = field(default_factory=dict, compare=False, hash=False)
     group: str = field(default="", compare=False, hash=False)  # the spec's groups: label
+    # values of the spec's factors (hyperparameters compared across jobs) of this job and of the
+    # intermediate job it starts from: {"adversarial": "freelb"}
+    factors: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def intermediate_name(self) -> str:
@@ -70,12 +74,15 @@ class Job:
 
     @property
     def label(self) -> str:
-        """Readable run name: ``mnli s1``, ``mnli→xnli s1``, ``mnli@1000→xnli s1``."""
+        """Readable run name: ``mnli s1``, ``mnli→xnli s1``, ``mnli@1000→xnli s1``,
+        ``mnli[adversarial=freelb]→xnli s1``."""
         inter = self.intermediate_name + (f"@{self.intermediate_examples}"
                                           if self.intermediate_examples is not None else "")
+        inter += _factor_suffix(self.factors.get("intermediate", {}))
         if self.stage == "intermediate":
             return f"{inter} s{self.seed}"
         target = self.target + (f"@{self.target_examples}" if self.target_examples is not None else "")
+        target += _factor_suffix(self.factors.get("target", {}))
         return f"{inter}→{target} s{self.seed}"
 
     @property
@@ -88,7 +95,8 @@ class Job:
                 "languages": list(self.languages), "hyperparameters": self.hyperparameters,
                 "depends_on": list(self.depends_on), "task_options": self.task_options,
                 "intermediate_examples": self.intermediate_examples,
-                "target_examples": self.target_examples, "settings": self.settings, "group": self.group}
+                "target_examples": self.target_examples, "settings": self.settings, "group": self.group,
+                "factors": self.factors}
 
 
 @dataclass
@@ -119,6 +127,20 @@ class Plan:
     def to_dict(self) -> dict:
         return {"study": self.study, "jobs": [j.to_dict() for j in self.jobs],
                 "counts": self.counts(), "reuse": self.reuse()}
+
+
+def _factor_suffix(values: dict) -> str:
+    return "[" + ",".join(f"{k}={v}" for k, v in sorted(values.items())) + "]" if values else ""
+
+
+def split_factors(space: dict, factors: tuple[str, ...]) -> list[tuple[dict, dict]]:
+    """(factor values, space with them fixed) for every combination of the factors' grids."""
+    grids = {f: space[f]["grid"] for f in factors if isinstance(space.get(f), dict) and "grid" in space[f]}
+    if not grids:
+        return [({}, space)]
+    names = sorted(grids)
+    return [(dict(zip(names, combo)), {**space, **dict(zip(names, combo))})
+            for combo in itertools.product(*(grids[n] for n in names))]
 
 
 def _task_options(spec: Spec, tasks: tuple[str, ...], size: int | None = None) -> dict:
@@ -183,45 +205,54 @@ def build_plan(spec: Spec) -> Plan:
 
     inter_sizes = spec.train_examples.get("intermediate", (None,))
     target_sizes = spec.train_examples.get("target", (None,))
-    intermediate_ids: dict[tuple, str] = {}
     for seed in spec.seeds:
         for tasks in spec.intermediate:
             if not tasks:
                 continue
-            inter_space = space_for("intermediate", tasks)
-            for size in inter_sizes:
-                options = _task_options(spec, tasks, size)
-                settings, extra = _settings(spec, "intermediate", inter_space)
-                ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model, "tasks": list(tasks),
-                         "hp": inter_space, "search": _search_identity(spec, inter_space), "seed": seed,
-                         "options": options, **extra}
-                job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model, seed=seed,
-                          intermediate=tasks, target=None, hyperparameters=inter_space, task_options=options,
-                          intermediate_examples=size, settings=settings,
-                          group=spec.groups.get(tasks, ""))
-                intermediate_ids[(tasks, size, seed)] = job.id
-                jobs.append(job)
+            for values, inter_space in split_factors(space_for("intermediate", tasks), spec.factors):
+                for size in inter_sizes:
+                    options = _task_options(spec, tasks, size)
+                    settings, extra = _settings(spec, "intermediate", inter_space)
+                    ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model,
+                             "tasks": list(tasks), "hp": inter_space,
+                             "search": _search_identity(spec, inter_space), "seed": seed,
+                             "options": options, **extra}
+                    job = Job(id="i-" + canonical_hash(ident), stage="intermediate", model=spec.model,
+                              seed=seed, intermediate=tasks, target=None, hyperparameters=inter_space,
+                              task_options=options, intermediate_examples=size, settings=settings,
+                              group=spec.groups.get(tasks, ""),
+                              factors={"intermediate": values} if values else {})
+                    jobs.append(job)
+    parents: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        parents.setdefault((job.intermediate, job.seed), []).append(job)
     for seed in spec.seeds:
         for tasks in spec.intermediate:
-            for inter_size in (inter_sizes if tasks else (None,)):
-                parent = intermediate_ids.get((tasks, inter_size, seed))
+            for parent in (parents[(tasks, seed)] if tasks else [None]):
+                inter_factors = parent.factors.get("intermediate", {}) if parent else {}
                 for target in spec.targets:
                     trainable = task_info(target.task).trainable
                     stage = "target" if trainable else "eval"
-                    space = space_for("target", (target.task,)) if trainable else {}
-                    for size in (target_sizes if trainable else (None,)):
-                        options = _task_options(spec, (target.task,), size)
-                        settings, extra = _settings(spec, stage, space)
-                        ident = {"v": PLAN_FORMAT, "stage": stage, "model": spec.model, "from": parent,
-                                 "target": target.task, "languages": list(target.languages), "hp": space,
-                                 "search": _search_identity(spec, space), "seed": seed, "options": options,
-                                 **extra}
-                        jobs.append(Job(id=stage[0] + "-" + canonical_hash(ident), stage=stage,
-                                        model=spec.model, seed=seed, intermediate=tasks, target=target.task,
-                                        languages=target.languages, hyperparameters=space,
-                                        depends_on=(parent,) if parent else (), task_options=options,
-                                        intermediate_examples=inter_size, target_examples=size,
-                                        settings=settings, group=spec.groups.get(tasks, "")))
+                    splits = (split_factors(space_for("target", (target.task,)), spec.factors)
+                              if trainable else [({}, {})])
+                    for values, space in splits:
+                        for size in (target_sizes if trainable else (None,)):
+                            options = _task_options(spec, (target.task,), size)
+                            settings, extra = _settings(spec, stage, space)
+                            ident = {"v": PLAN_FORMAT, "stage": stage, "model": spec.model,
+                                     "from": parent.id if parent else None, "target": target.task,
+                                     "languages": list(target.languages), "hp": space,
+                                     "search": _search_identity(spec, space), "seed": seed,
+                                     "options": options, **extra}
+                            factors = {k: v for k, v in (("intermediate", inter_factors), ("target", values)) if v}
+                            jobs.append(Job(
+                                id=stage[0] + "-" + canonical_hash(ident), stage=stage, model=spec.model,
+                                seed=seed, intermediate=tasks, target=target.task, languages=target.languages,
+                                hyperparameters=space, depends_on=(parent.id,) if parent else (),
+                                task_options=options,
+                                intermediate_examples=parent.intermediate_examples if parent else None,
+                                target_examples=size, settings=settings,
+                                group=spec.groups.get(tasks, ""), factors=factors))
     return Plan(spec.name, jobs)
 
 

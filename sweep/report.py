@@ -8,6 +8,16 @@ be tested without MLflow; :func:`collect_scores` is the only part that reads the
 Reads the schema written by the engine's tracking module: one parent run per study
 (``xstilts.kind=study``) and one child run per job (``xstilts.kind=job``) carrying
 ``<target>/<main_metric>/avg``. Trial runs (``xstilts.kind=trial``) are never read.
+
+Beyond the v1 table the report has: benchmark-average columns (``XTREME`` over its 9 tasks,
+``XTREME-R`` over its 10, scored by each benchmark's rules: QA by (EM+F1)/2 from
+``<task>/em_f1/avg``, tagging and BUCC by F1, the rest by the main metric; when a study has only
+some of a benchmark's tasks the column is the mean over those, marked partial with the count),
+one per-language table per target (``<task>/<metric>/<lang>``, test-set size from
+``<task>/n/<lang>``), rows grouped by any MLflow param or tag (``group_by``), rows of several
+studies side by side (prefixed by study), and a row per intermediate data size
+(``mnli@1000``) when a study varies ``train_examples``. Figures and the HTML page are built by
+:mod:`sweep.figures` and :mod:`sweep.html_report`.
 """
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ import csv
 import logging
 import statistics
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,19 @@ _STAGE_RANK = {"target": 0, "eval": 1}
 #: runs per search page; studies have thousands of runs, so the search is always paginated
 PAGE_SIZE = 1000
 ARTIFACT_DIR = "report"
+SIZE_SEP = "@"
+GROUP_SEP = " / "
+#: benchmark -> its task slots, each the task names that fill it (aliases)
+BENCHMARKS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "XTREME": (("xnli",), ("pawsx",), ("udpos",), ("panx", "wikiann"), ("xquad",), ("mlqa",),
+               ("tydiqa",), ("bucc",), ("tatoeba",)),
+    "XTREME-R": (("xnli",), ("xcopa",), ("udpos",), ("panx", "wikiann"), ("xquad",), ("mlqa",),
+                 ("tydiqa",), ("mewslix",), ("lareqa",), ("tatoeba",)),
+}
+#: the metric a benchmark averages for a task, where it is not the task's main metric
+QA_TASKS = ("xquad", "mlqa", "tydiqa")
+BENCHMARK_METRIC = {**{t: "em_f1" for t in QA_TASKS}, "udpos": "f1", "panx": "f1",
+                    "wikiann": "f1", "bucc": "f1"}
 
 
 @dataclass
@@ -45,11 +68,53 @@ class Cell:
     std: float | None
     n_seeds: int
     delta: float | None
+    #: benchmark columns only: how many of the benchmark's tasks the value averages
+    n_tasks: int | None = None
+    of_tasks: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.of_tasks is not None and self.n_tasks != self.of_tasks
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """What a row label stands for: the study, the ``group_by`` value, the intermediate task
+    (set) and its training-set size."""
+
+    study: str
+    group: str | None
+    intermediate: str
+    train_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """Where one study of a comparison lives; ``label`` prefixes its rows (default: study)."""
+
+    tracking_uri: str
+    experiment: str
+    study: str
+    label: str | None = None
+
+
+@dataclass
+class LanguageTable:
+    """Per-language scores of one target: cells keyed by (language, row label), each mean ± std
+    over seeds with Δ vs the row's baseline; ``sizes`` is the test-set size per language."""
+
+    target: str
+    metric: str
+    languages: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell]
+    sizes: dict[str, int | None]
 
 
 @dataclass
 class StudyReport:
-    """A study's results table: ``cells`` is keyed by (intermediate, column)."""
+    """A study's results table: ``cells`` is keyed by (row label, column). ``columns`` are the
+    targets, ``average`` and any benchmark columns (listed again in ``benchmark_columns``)."""
 
     study: str
     rows: list[str]
@@ -57,6 +122,22 @@ class StudyReport:
     cells: dict[tuple[str, str], Cell]
     missing: list[tuple[str, str]]
     failed: list[dict]
+    row_info: dict[str, RowInfo] = field(default_factory=dict)
+    baselines: dict[str, str | None] = field(default_factory=dict)
+    benchmark_columns: list[str] = field(default_factory=list)
+    language_tables: dict[str, LanguageTable] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    group_by: str | None = None
+    studies: list[str] = field(default_factory=list)
+
+    @property
+    def target_columns(self) -> list[str]:
+        return [c for c in self.columns if c != AVERAGE and c not in self.benchmark_columns]
+
+    @property
+    def has_baseline(self) -> bool:
+        return any(b is not None for b in self.baselines.values()) or any(
+            info.intermediate == BASELINE for info in self.row_info.values())
 
     @property
     def n_seeds(self) -> int:
@@ -141,7 +222,80 @@ def _score_metric(run: Run, target: str) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _score_record(run: Run) -> dict | None:
+def _int_or_none(raw: Any) -> int | None:
+    if raw in (None, "", "None"):
+        return None
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        return None
+
+
+def _group_value(run: Run, group_by: str | None) -> str | None:
+    """The value of an MLflow param or tag (``name`` or ``xstilts.name``) naming the row's
+    group; None when the run lacks it."""
+    if not group_by:
+        return None
+    params, tags = run.data.params, run.data.tags
+    for source in (params, tags):
+        for key in (group_by, f"xstilts.{group_by}"):
+            value = source.get(key)
+            if value not in (None, "", "None"):
+                return str(value)
+    return None
+
+
+def _run_fields(run: Run, group_by: str | None) -> dict:
+    """Fields every record shares: which row (intermediate, size, group) and column it is."""
+    tags, params = run.data.tags, run.data.params
+    return {
+        "intermediate": tags.get("xstilts.intermediate", BASELINE),
+        "target": tags.get("xstilts.target", ""),
+        "seed": _seed(tags.get("xstilts.seed")),
+        "stage": tags.get("xstilts.stage"),
+        "job_id": tags.get("xstilts.job_id"),
+        "run_id": run.info.run_id,
+        "study": tags.get("xstilts.study", ""),
+        "group": _group_value(run, group_by),
+        "train_examples": _int_or_none(tags.get("xstilts.train_examples",
+                                                params.get("train_examples"))),
+        "target_examples": _int_or_none(tags.get("xstilts.target_examples",
+                                                 params.get("target_examples"))),
+    }
+
+
+def _benchmark_score(metrics: dict[str, float], target: str, main_key: str) -> float | None:
+    """The task's score under the benchmarks' rules: QA (EM+F1)/2, tagging/BUCC F1, else the
+    main metric."""
+    metric = BENCHMARK_METRIC.get(target)
+    if metric is None:
+        return float(metrics[main_key])
+    key = f"{target}/{metric}/avg"
+    if key in metrics:
+        return float(metrics[key])
+    em, f1 = f"{target}/exact_match/avg", f"{target}/f1/avg"
+    if metric == "em_f1" and em in metrics and f1 in metrics:
+        return (float(metrics[em]) + float(metrics[f1])) / 2
+    log.warning("run %s has no %s; %s is left out of benchmark averages", main_key, key, target)
+    return None
+
+
+def _per_language(metrics: dict[str, float], target: str, metric: str) -> tuple[dict, dict]:
+    """({lang: score}, {lang: test-set size}) from ``<target>/<metric>/<lang>`` and
+    ``<target>/n/<lang>``."""
+    scores, sizes = {}, {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != target or parts[2] == "avg":
+            continue
+        if parts[1] == metric:
+            scores[parts[2]] = float(value)
+        elif parts[1] == "n":
+            sizes[parts[2]] = int(value)
+    return scores, sizes
+
+
+def _score_record(run: Run, group_by: str | None = None) -> dict | None:
     tags = run.data.tags
     target = tags.get("xstilts.target", "")
     key = _score_metric(run, target)
@@ -150,37 +304,36 @@ def _score_record(run: Run) -> dict | None:
                     tags.get("xstilts.stage"), tags.get("xstilts.job_id"), run.info.run_id,
                     key or f"{target}/<main_metric>/avg")
         return None
+    metric = key.split("/")[-2]
+    languages, sizes = _per_language(run.data.metrics, target, metric)
     return {
-        "intermediate": tags.get("xstilts.intermediate", BASELINE),
-        "target": target,
-        "seed": _seed(tags.get("xstilts.seed")),
+        **_run_fields(run, group_by),
         "score": float(run.data.metrics[key]),
         "metric": key,
-        "stage": tags.get("xstilts.stage"),
-        "job_id": tags.get("xstilts.job_id"),
-        "run_id": run.info.run_id,
+        "bench_score": _benchmark_score(run.data.metrics, target, key),
+        "languages": languages,
+        "sizes": sizes,
     }
 
 
-def _failed_record(run: Run) -> dict:
-    tags = run.data.tags
-    return {
-        "job_id": tags.get("xstilts.job_id", ""),
-        "stage": tags.get("xstilts.stage", ""),
-        "intermediate": tags.get("xstilts.intermediate", BASELINE),
-        "target": tags.get("xstilts.target", ""),
-        "seed": _seed(tags.get("xstilts.seed")),
-        "error": tags.get("xstilts.error", ""),
-        "run_id": run.info.run_id,
-    }
+def _failed_record(run: Run, group_by: str | None = None) -> dict:
+    fields_ = _run_fields(run, group_by)
+    return {**fields_, "job_id": fields_["job_id"] or "", "stage": fields_["stage"] or "",
+            "error": run.data.tags.get("xstilts.error", "")}
+
+
+def _cell_key(rec: dict) -> tuple:
+    return (rec.get("study"), rec.get("group"), rec["intermediate"], rec.get("train_examples"),
+            rec["target"], rec.get("target_examples"), rec["seed"])
 
 
 def _dedupe_scores(records: Iterable[dict]) -> list[dict]:
-    """One score per (intermediate, target, seed): an eval-stage run beats a target-stage run,
-    a newer run beats an older one of the same stage (records arrive oldest first)."""
+    """One score per (intermediate, target, seed) (and size, group): an eval-stage run beats a
+    target-stage run, a newer run beats an older one of the same stage (records arrive oldest
+    first)."""
     best: dict[tuple, dict] = {}
     for rec in records:
-        key = (rec["intermediate"], rec["target"], rec["seed"])
+        key = _cell_key(rec)
         old = best.get(key)
         if old is not None:
             rank_new, rank_old = (_STAGE_RANK.get(r["stage"], 0) for r in (rec, old))
@@ -193,14 +346,18 @@ def _dedupe_scores(records: Iterable[dict]) -> list[dict]:
 
 
 def collect_scores(
-    client: mlflow.MlflowClient, experiment: str, study: str, page_size: int = PAGE_SIZE
+    client: mlflow.MlflowClient, experiment: str, study: str, page_size: int = PAGE_SIZE,
+    group_by: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Read a study's job runs: (score records, failed-job records).
 
-    Score records are ``{intermediate, target, seed, score}`` (plus ``metric``, ``stage``,
-    ``job_id``, ``run_id`` for traceability) from finished target/eval jobs. Failed records are
-    ``{job_id, stage, intermediate, target, seed, error, run_id}`` for jobs of any stage whose
-    latest attempt failed. Running jobs appear in neither (their cells show as missing).
+    Score records are ``{intermediate, target, seed, score}`` plus ``bench_score`` (the
+    benchmark-rule score), ``languages`` / ``sizes`` (per-language score and test-set size),
+    ``study``, ``group`` (value of ``group_by``), ``train_examples``, ``target_examples`` and
+    ``metric``, ``stage``, ``job_id``, ``run_id`` for traceability, from finished target/eval
+    jobs. Failed records are ``{job_id, stage, intermediate, target, seed, error, run_id, ...}``
+    for jobs of any stage whose latest attempt failed. Running jobs appear in neither (their
+    cells show as missing).
     """
     exp_id = _experiment_id(client, experiment)
     runs = _latest_per_job(_search_all(client, exp_id, _study_filter(study, "job"), page_size))
@@ -208,9 +365,9 @@ def collect_scores(
     for run in runs:
         status = _status(run)
         if status == "failed":
-            failed.append(_failed_record(run))
+            failed.append(_failed_record(run, group_by))
         elif status == "finished" and run.data.tags.get("xstilts.stage") in SCORE_STAGES:
-            rec = _score_record(run)
+            rec = _score_record(run, group_by)
             if rec is not None:
                 scores.append(rec)
     log.info("study %s: %d job runs, %d scores, %d failed", study, len(runs), len(scores),
@@ -247,18 +404,6 @@ def _stats(values: Sequence[float]) -> tuple[float | None, float | None]:
     return mean, std
 
 
-def _seed_scores(scores: Iterable[dict]) -> dict[tuple[str, str], dict[Any, float]]:
-    """(intermediate, target) -> {seed: score}; a repeated seed keeps the last record."""
-    by_cell: dict[tuple[str, str], dict[Any, float]] = {}
-    for rec in scores:
-        cell = by_cell.setdefault((rec["intermediate"], rec["target"]), {})
-        if rec["seed"] in cell:
-            log.warning("duplicate score for %s seed %s; keeping the last one",
-                        (rec["intermediate"], rec["target"]), rec["seed"])
-        cell[rec["seed"]] = float(rec["score"])
-    return by_cell
-
-
 def _row_average(per_target: list[dict[Any, float]]) -> list[float]:
     """Per-seed mean over the row's targets, only for seeds where every target has a score
     (otherwise rows with different missing targets would not be comparable)."""
@@ -268,16 +413,124 @@ def _row_average(per_target: list[dict[Any, float]]) -> list[float]:
     return [statistics.fmean(d[s] for d in per_target) for s in sorted(seeds, key=str)]
 
 
-def _add_deltas(cells: dict[tuple[str, str], Cell], rows: list[str], columns: list[str]) -> None:
-    """Δ = row mean − baseline mean, per column; the baseline row itself gets no Δ."""
-    if BASELINE not in rows:
-        return
-    for col in columns:
-        base = cells[(BASELINE, col)].mean
-        for row in rows:
-            cell = cells[(row, col)]
-            if row != BASELINE and base is not None and cell.mean is not None:
-                cell.delta = cell.mean - base
+def _with_size(name: str, size: int | None) -> str:
+    return name if size is None else f"{name}{SIZE_SEP}{size}"
+
+
+def _row_label(info: RowInfo, multi_study: bool, group_by: str | None) -> str:
+    parts = [info.study] if multi_study else []
+    if group_by and info.group is not None:
+        parts.append(f"{group_by}={info.group}")
+    return GROUP_SEP.join(parts + [_with_size(info.intermediate, info.train_examples)])
+
+
+def _value_key(value: Any) -> tuple:
+    """None first, then numbers in numeric order, then text."""
+    if value is None:
+        return (0, 0.0, "")
+    try:
+        return (1, float(value), "")
+    except (TypeError, ValueError):
+        return (2, 0.0, str(value))
+
+
+def _rank(name: str, order: Sequence[str] | None) -> tuple:
+    order = list(dict.fromkeys(order or ()))
+    return (0, order.index(name), ()) if name in order else (1, 0, _default_row_key(name))
+
+
+def _row_infos(records: list[dict], studies: list[str], intermediate_order, group_by) -> list:
+    infos = {RowInfo(r["study"], r.get("group"), r["intermediate"], r.get("train_examples"))
+             for r in records}
+    if not group_by:  # listed intermediates without any data stay, as empty rows
+        for study in studies:
+            seen = {i.intermediate for i in infos if i.study == study}
+            infos |= {RowInfo(study, None, name, None)
+                      for name in intermediate_order or () if name not in seen}
+    return sorted(infos, key=lambda i: (studies.index(i.study), _value_key(i.group),
+                                        _rank(i.intermediate, intermediate_order),
+                                        _value_key(i.train_examples)))
+
+
+def _baselines(infos: list[RowInfo], labels: dict[RowInfo, str]) -> dict[str, str | None]:
+    """Each row's baseline: the ``none`` row of its study and group, else of its study with
+    no group value (e.g. grouping by intermediate data size, which the baseline lacks), else
+    the study's only ``none`` row."""
+    base = {(i.study, i.group): labels[i] for i in infos
+            if i.intermediate == BASELINE and i.train_examples is None}
+    per_study: dict[str, list[str]] = {}
+    for (study, _), label in base.items():
+        per_study.setdefault(study, []).append(label)
+    out: dict[str, str | None] = {}
+    for info in infos:
+        only = per_study.get(info.study, [])
+        ref = (base.get((info.study, info.group)) or base.get((info.study, None))
+               or (only[0] if len(only) == 1 else None))
+        out[labels[info]] = None if ref == labels[info] else ref
+    return out
+
+
+def _target_columns(records: list[dict], target_order) -> tuple[list[str], dict[str, str]]:
+    """Column labels (``xnli``, or ``xnli@500`` per target training size) and their task."""
+    pairs = {(r["target"], r.get("target_examples")) for r in records if r.get("target")}
+    pairs = sorted(pairs, key=lambda p: (_rank(p[0], target_order)[:2], p[0], _value_key(p[1])))
+    if target_order:  # listed targets without data stay, as empty columns
+        seen = {t for t, _ in pairs}
+        pairs = sorted(pairs + [(t, None) for t in dict.fromkeys(target_order) if t not in seen],
+                       key=lambda p: (_rank(p[0], target_order)[:2], p[0], _value_key(p[1])))
+    columns = [_with_size(t, n) for t, n in pairs]
+    return columns, {c: t for c, (t, _) in zip(columns, pairs)}
+
+
+def _benchmark_slots(tasks: dict[str, str]) -> dict[str, tuple[int, dict[str, str]]]:
+    """Benchmark -> (number of its tasks, {column: task}) for benchmarks the study touches.
+    Columns with a target training size are left out: a benchmark averages full training."""
+    plain = {c: t for c, t in tasks.items() if SIZE_SEP not in c}
+    out = {}
+    for bench, slots in BENCHMARKS.items():
+        chosen = {}
+        for names in slots:
+            hits = [c for c, t in plain.items() if t in names]
+            if hits:
+                chosen[hits[0]] = tasks[hits[0]]
+        if chosen:
+            out[bench] = (len(slots), chosen)
+    return out
+
+
+def _add_deltas(cells: dict[tuple[str, str], Cell], baselines: dict[str, str | None],
+                columns: list[str], key=lambda row, col: (row, col)) -> None:
+    """Δ = row mean − its baseline's mean, per column; a baseline row gets no Δ."""
+    for row, base_row in baselines.items():
+        if base_row is None:
+            continue
+        for col in columns:
+            cell, base = cells.get(key(row, col)), cells.get(key(base_row, col))
+            if cell is None or base is None or cell.mean is None or base.mean is None:
+                continue
+            cell.delta = cell.mean - base.mean
+
+
+def _language_table(target_col: str, records: list[dict], rows: list[str],
+                    labels: dict[int, str], baselines: dict[str, str | None]) -> LanguageTable:
+    per: dict[tuple[str, str], dict[Any, float]] = {}
+    sizes: dict[str, int | None] = {}
+    metric = next((r["metric"].split("/")[-2] for r in records if r.get("metric")), "")
+    for rec in records:
+        row = labels[id(rec)]
+        for lang, value in rec.get("languages", {}).items():
+            per.setdefault((lang, row), {})[rec["seed"]] = value
+        for lang, n in rec.get("sizes", {}).items():
+            sizes[lang] = max(n, sizes.get(lang) or 0)
+    langs = sorted({lang for lang, _ in per}, key=lambda x: (x != "en", x))
+    columns = [r for r in rows if any((lang, r) in per for lang in langs)]
+    cells = {(lang, row): Cell(*_stats(list(per.get((lang, row), {}).values())),
+                               n_seeds=len(per.get((lang, row), {})), delta=None)
+             for lang in langs for row in columns}
+    _add_deltas(cells, {r: b for r, b in baselines.items() if r in columns and b in columns},
+                langs, key=lambda row, lang: (lang, row))
+    return LanguageTable(target_col, metric, langs, columns, cells,
+                         {lang: sizes.get(lang) for lang in langs})
 
 
 def build_report(
@@ -286,35 +539,73 @@ def build_report(
     failed: Iterable[dict] = (),
     intermediate_order: Sequence[str] | None = None,
     target_order: Sequence[str] | None = None,
+    *,
+    group_by: str | None = None,
+    studies: Sequence[str] | None = None,
 ) -> StudyReport:
     """Aggregate score records over seeds into a :class:`StudyReport`.
 
-    Rows/columns are every intermediate/target seen in ``scores`` or ``failed`` (so a row whose
-    jobs all failed still shows, as missing). The ``average`` column is the per-seed mean over
-    all target columns, then mean ± std over the seeds that have every target. Stds are sample
-    stds (ddof=1); a cell with one seed has std 0.0.
+    Rows are every (study, group, intermediate, size) seen in ``scores`` or ``failed`` (so a row
+    whose jobs all failed still shows, as missing); row labels are prefixed by the study when
+    there are several and by ``group_by=value`` when grouping. The ``average`` column is the
+    per-seed mean over all target columns, then mean ± std over the seeds that have every
+    target; benchmark columns do the same over the benchmark's tasks with its scoring rules.
+    Stds are sample stds (ddof=1); a cell with one seed has std 0.0.
     """
     failed = list(failed)
-    by_cell = _seed_scores(scores)
-    intermediates = {i for i, _ in by_cell} | {f["intermediate"] for f in failed}
-    targets = {t for _, t in by_cell} | {f["target"] for f in failed if f.get("target")}
-    rows = _ordered(intermediates, intermediate_order, key=_default_row_key)
-    targets_ordered = _ordered(targets, target_order)
-    columns = targets_ordered + [AVERAGE]
+    scores = [{**r, "study": r.get("study") or study} for r in scores]
+    failed = [{**f, "study": f.get("study") or study} for f in failed]
+    order = list(dict.fromkeys(studies or ()))
+    order += sorted({r["study"] for r in scores + failed} - set(order))
+    order = order or [study]
+    multi = len(order) > 1
+    infos = _row_infos(scores + failed, order, intermediate_order, group_by)
+    labels = {info: _row_label(info, multi, group_by) for info in infos}
+    rows = list(dict.fromkeys(labels[i] for i in infos))
+    rec_label = {id(r): labels[RowInfo(r["study"], r.get("group"), r["intermediate"],
+                                       r.get("train_examples"))] for r in scores}
+    targets, tasks = _target_columns(scores + [f for f in failed if f.get("target")],
+                                     target_order)
+    benches = _benchmark_slots(tasks)
+    bench_cols = [f"{b} ({len(c)}/{n} tasks)" if len(c) < n else b
+                  for b, (n, c) in benches.items()]
+    columns = targets + [AVERAGE] + bench_cols
+
+    by_cell: dict[tuple[str, str], dict[Any, float]] = {}
+    by_bench: dict[tuple[str, str], dict[Any, float]] = {}
+    for rec in scores:
+        col = _with_size(rec["target"], rec.get("target_examples"))
+        by_cell.setdefault((rec_label[id(rec)], col), {})[rec["seed"]] = float(rec["score"])
+        if rec.get("bench_score") is not None:
+            by_bench.setdefault((rec_label[id(rec)], col), {})[rec["seed"]] = rec["bench_score"]
 
     cells: dict[tuple[str, str], Cell] = {}
     missing: list[tuple[str, str]] = []
     for row in rows:
-        per_target = [by_cell.get((row, t), {}) for t in targets_ordered]
-        for target, seed_scores in zip(targets_ordered, per_target):
+        per_target = [by_cell.get((row, t), {}) for t in targets]
+        for target, seed_scores in zip(targets, per_target):
             cells[(row, target)] = Cell(*_stats(list(seed_scores.values())),
                                         n_seeds=len(seed_scores), delta=None)
             if not seed_scores:
                 missing.append((row, target))
         avg = _row_average(per_target)
         cells[(row, AVERAGE)] = Cell(*_stats(avg), n_seeds=len(avg), delta=None)
-    _add_deltas(cells, rows, columns)
-    return StudyReport(study, rows, columns, cells, missing, failed)
+        for col, (n_slots, chosen) in zip(bench_cols, benches.values()):
+            values = _row_average([by_bench.get((row, c), {}) for c in chosen])
+            cells[(row, col)] = Cell(*_stats(values), n_seeds=len(values), delta=None,
+                                     n_tasks=len(chosen), of_tasks=n_slots)
+    info_by_label = {labels[i]: i for i in infos}
+    baselines = _baselines(infos, labels)
+    _add_deltas(cells, baselines, columns)
+    language_tables = {}
+    for col in targets:
+        recs = [r for r in scores if _with_size(r["target"], r.get("target_examples")) == col
+                and r.get("languages")]
+        if recs:
+            language_tables[col] = _language_table(col, recs, rows, rec_label, baselines)
+    name = study if not multi else " vs ".join(order)
+    return StudyReport(name, rows, columns, cells, missing, failed, info_by_label, baselines,
+                       bench_cols, language_tables, scores, group_by, order)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -371,24 +662,53 @@ def _table_lines(report: StudyReport) -> list[str]:
 
 def _legend(report: StudyReport) -> str:
     n = report.n_seeds
-    delta = ("Δ vs baseline (`none`) in parentheses" if BASELINE in report.rows
+    delta = ("Δ vs baseline (`none`) in parentheses" if report.has_baseline
              else "no baseline (`none`) row, so no Δ")
-    return (f"Cells: mean ± std over {n} seed{'s' if n != 1 else ''} of the average over "
+    text = (f"Cells: mean ± std over {n} seed{'s' if n != 1 else ''} of the average over "
             f"languages (×100, sample std; 0.0 with one seed); {delta}; `average` = per-seed "
             f"mean over the targets; best mean per column in **bold**; (n=k) marks cells with "
             f"fewer seeds.")
+    if report.benchmark_columns:
+        text += (" Benchmark columns average the benchmark's tasks per seed with its scoring "
+                 "rules (QA: (EM+F1)/2; tagging and BUCC: F1; others: the main metric); "
+                 "\"(k/N tasks)\" marks a partial average over the k tasks this study has.")
+    if report.group_by:
+        text += f" Rows are grouped by `{report.group_by}`."
+    if len(report.studies) > 1:
+        text += " Rows are prefixed by study; Δ is against the same study's baseline."
+    return text
 
 
 def _failed_line(f: dict) -> str:
     where = f["intermediate"] + (f" → {f['target']}" if f.get("target") else "")
-    return (f"- `{f.get('job_id', '')}` ({f.get('stage', '')}, {where}, seed {f.get('seed')}): "
-            f"{f.get('error') or 'no error recorded'}")
+    study = f"{f['study']}: " if f.get("study") else ""
+    return (f"- `{f.get('job_id', '')}` ({study}{f.get('stage', '')}, {where}, seed "
+            f"{f.get('seed')}): {f.get('error') or 'no error recorded'}")
+
+
+def _language_lines(table: LanguageTable, n_total: int) -> list[str]:
+    """A per-language table: rows are languages, columns the intermediates (no bold)."""
+    lines = [f"### {_md_escape(table.target)} ({table.metric or 'main metric'})", "",
+             "| language | n | " + " | ".join(map(_md_escape, table.columns)) + " |",
+             "|---|---:|" + "---:|" * len(table.columns)]
+    for lang in table.languages:
+        size = table.sizes.get(lang)
+        cells = [_format_cell(table.cells[(lang, c)], False, n_total) for c in table.columns]
+        lines.append(f"| {lang} | {'' if size is None else size} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(report: StudyReport) -> str:
-    """The report as Markdown: header, table, legend, then missing cells and failed jobs."""
+    """The report as Markdown: header, table, legend, per-language tables, then missing cells
+    and failed jobs."""
     lines = [f"# X-STILTs results: {report.study}", "", *_table_lines(report), "",
              _legend(report), ""]
+    if report.language_tables:
+        lines += ["## Per-language scores", "",
+                  "Rows: test languages (n = test-set size); columns: intermediate tasks; "
+                  "mean ± std over seeds (×100), Δ vs baseline in parentheses.", ""]
+        for table in report.language_tables.values():
+            lines += [*_language_lines(table, report.n_seeds), ""]
     lines.append(f"## Missing cells ({len(report.missing)})")
     lines += [f"- {i} → {t}" for i, t in report.missing] or ["- none"]
     lines += ["", f"## Failed jobs ({len(report.failed)})"]
@@ -400,23 +720,43 @@ def _csv_value(value: float | None) -> str | float:
     return "" if value is None else value
 
 
+CSV_HEADER = ["intermediate", "target", "mean", "std", "n_seeds", "delta", "n_tasks"]
+
+
 def write_report(report: StudyReport, out_dir: Path) -> dict[str, Path]:
-    """Write ``report.md`` and ``report.csv`` (one row per (intermediate, column), raw floats,
-    empty fields for missing values) into ``out_dir``; returns {"md": ..., "csv": ...}."""
+    """Write ``report.md``, ``report.csv`` (one row per (row, column), raw floats, empty fields
+    for missing values; ``n_tasks`` = "k/N" for benchmark columns) and
+    ``report_languages.csv`` (one row per (target, language, row)) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
     md_path.write_text(render_markdown(report), encoding="utf-8")
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["intermediate", "target", "mean", "std", "n_seeds", "delta"])
+        writer.writerow(CSV_HEADER)
         for row in report.rows:
             for col in report.columns:
                 c = report.cells[(row, col)]
                 writer.writerow([row, col, _csv_value(c.mean), _csv_value(c.std), c.n_seeds,
-                                 _csv_value(c.delta)])
-    log.info("wrote %s and %s", md_path, csv_path)
-    return {"md": md_path, "csv": csv_path}
+                                 _csv_value(c.delta),
+                                 "" if c.of_tasks is None else f"{c.n_tasks}/{c.of_tasks}"])
+    paths = {"md": md_path, "csv": csv_path}
+    if report.language_tables:
+        lang_path = out_dir / "report_languages.csv"
+        with lang_path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["target", "language", "n", "intermediate", "mean", "std",
+                             "n_seeds", "delta"])
+            for table in report.language_tables.values():
+                for lang in table.languages:
+                    for col in table.columns:
+                        c = table.cells[(lang, col)]
+                        writer.writerow([table.target, lang, _csv_value(table.sizes.get(lang)),
+                                         col, _csv_value(c.mean), _csv_value(c.std), c.n_seeds,
+                                         _csv_value(c.delta)])
+        paths["languages_csv"] = lang_path
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths
 
 
 # --------------------------------------------------------------------------- MLflow output
@@ -443,6 +783,24 @@ def log_report(
     log.info("logged %d report files to parent run %s", len(paths), run.info.run_id)
 
 
+def collect_many(sources: Sequence[StudySource], group_by: str | None = None,
+                 page_size: int = PAGE_SIZE) -> tuple[list[dict], list[dict], list[str]]:
+    """Score and failed records of several studies (each in its own store), with ``study`` set
+    to the source's label so rows of different studies never merge."""
+    scores, failed, labels = [], [], []
+    for src in sources:
+        label = src.label or src.study
+        if label in labels:
+            raise ValueError(f"two studies to compare are both labelled {label!r}; "
+                             f"give them distinct labels")
+        labels.append(label)
+        client = mlflow.MlflowClient(tracking_uri=src.tracking_uri)
+        s, f = collect_scores(client, src.experiment, src.study, page_size, group_by=group_by)
+        scores += [{**r, "study": label} for r in s]
+        failed += [{**r, "study": label} for r in f]
+    return scores, failed, labels
+
+
 def generate_report(
     tracking_uri: str,
     experiment: str,
@@ -450,11 +808,32 @@ def generate_report(
     out_dir: Path,
     intermediate_order: Sequence[str] | None = None,
     target_order: Sequence[str] | None = None,
+    *,
+    group_by: str | None = None,
+    compare: Sequence[StudySource] = (),
+    figures: bool = True,
+    html: bool = True,
 ) -> tuple[StudyReport, dict[str, Path]]:
-    """Collect, aggregate, write and log a study's report in one call."""
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    scores, failed = collect_scores(client, experiment, study)
-    report = build_report(scores, study, failed, intermediate_order, target_order)
+    """Collect, aggregate, write and log a study's report in one call.
+
+    ``compare`` adds other studies (e.g. the same study on another model) as row blocks
+    prefixed by study. Files go to ``out_dir`` (``report.md``, ``report.csv``,
+    ``report_languages.csv``, the figures as PNG and ``report.html``) and are logged to the
+    study's parent run under ``report/``. A figure that cannot be drawn is logged and skipped:
+    the tables are the report, figures are extras.
+    """
+    sources = [StudySource(tracking_uri, experiment, study), *compare]
+    scores, failed, labels = collect_many(sources, group_by)
+    report = build_report(scores, labels[0], failed, intermediate_order, target_order,
+                          group_by=group_by, studies=labels)
     paths = write_report(report, out_dir)
-    log_report(client, experiment, study, paths)
+    figure_paths: dict[str, Path] = {}
+    if figures:
+        from sweep.figures import write_figures
+        figure_paths = write_figures(report, out_dir)
+        paths.update(figure_paths)
+    if html:
+        from sweep.html_report import write_html
+        paths["html"] = write_html(report, out_dir, figure_paths)
+    log_report(mlflow.MlflowClient(tracking_uri=tracking_uri), experiment, study, paths)
     return report, paths

@@ -259,7 +259,8 @@ class TaskOptionsBlock(_Block):
     examples_cap: int | None = Field(None, ge=1)
     probability: float | None = Field(None, gt=0, le=1)
     translated_train: list[str] | None = None
-    english_train: str | None = None
+    english_train: Literal["siqa", "copa"] | None = None
+    temperature: float | None = Field(None, gt=0)
     doc_stride: int | None = Field(None, ge=1)
     corpus: str | None = None
     corpus_languages: list[str] | None = None
@@ -299,6 +300,9 @@ class RawSpec(_Block):
     keep_intermediate: bool = False
     # named groups of intermediate entries (syntactic / semantic ...): a tag the report groups by
     groups: dict[str, list[Union[str, list[str]]]] = Field(default_factory=dict)
+    # hyperparameters whose grid values are compared rather than searched: each value is its own
+    # job (e.g. [adversarial] for standard vs FreeLB vs SMART intermediate training)
+    factors: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -353,6 +357,7 @@ class Spec:
     keep_intermediate: bool = False
     task_hyperparameters: dict[str, dict[str, HyperParameter]] = field(default_factory=dict)
     groups: dict[tuple[str, ...], str] = field(default_factory=dict)  # intermediate entry -> group
+    factors: tuple[str, ...] = ()
 
     @property
     def experiment(self) -> str:
@@ -472,6 +477,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         adversarial=adversarial, evaluation=_check_evaluation(raw.evaluation),
         keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
         groups=_check_groups(raw.groups, intermediate),
+        factors=_check_factors(raw.factors, hps, task_hps),
     )
 
 
@@ -658,6 +664,20 @@ def _join_field(path: str, message: str) -> str:
 def _problem(message: str) -> str:
     head, _, rest = message.partition(":")
     return rest.strip() if rest and " " not in head.strip() else message
+
+
+def _check_factors(raw: list[str], hps: dict, task_hps: dict) -> tuple[str, ...]:
+    known = sorted([*HP_RULES, ADVERSARIAL])
+    for i, name in enumerate(raw):
+        if name not in known:
+            raise SpecError(f"factors[{i}]", "unknown hyperparameter" + did_you_mean(name, known))
+        spaces = [*hps.values(), *task_hps.values()]
+        if not any(isinstance(space.get(name), Grid) for space in spaces):
+            raise SpecError(f"factors[{i}]", f"'{name}' is not a list of values in any phase: "
+                                             "a factor compares the values of a grid")
+    if len(set(raw)) != len(raw):
+        raise SpecError("factors", f"repeated factor: {raw}")
+    return tuple(raw)
 
 
 def _check_groups(raw: dict[str, list], intermediate: tuple[tuple[str, ...], ...]

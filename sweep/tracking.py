@@ -120,7 +120,7 @@ class Tracker:
                       "languages": ",".join(job.languages), "depends_on": ",".join(job.depends_on),
                       "hp": job.hyperparameters, "task_options": job.task_options,
                       "train_examples": job.intermediate_examples, "target_examples": job.target_examples,
-                      "settings": job.settings}
+                      "settings": job.settings, "factors": job.factors}
             self._log_params(run_id, params)
         else:
             self.client.update_run(run_id, status="RUNNING")

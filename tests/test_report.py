@@ -46,6 +46,17 @@ FULL_EXPECTED = {  # (row, column): (mean, std, delta) on the 0-1 scale
     ("squad_v1", "average"): (0.71, 0.015, 0.05),
     (MULTI, "average"): (0.73, 0.025, 0.07),
 }
+# Benchmark columns: xnli and xquad are 2 of XTREME's 9 and XTREME-R's 10 tasks -> partial.
+# xquad is scored (EM+F1)/2; this store logs no em_f1, so it is (exact_match + f1)/2 with
+# exact_match = f1 - .30, i.e. score - .15:  xquad .60 -> .45 etc. Per seed (xnli + that)/2:
+#   none .575 .585 .595 -> 58.5 ± 1.0 | squad_v1 .62 .635 .65 -> 63.5 ± 1.5 (+5.0)
+#   mnli+squad_v1 .63 .655 .68 -> 65.5 ± 2.5 (+7.0)
+BENCH_COLUMNS = ["XTREME (2/9 tasks)", "XTREME-R (2/10 tasks)"]
+BENCH_EXPECTED = {
+    (row, col): value for col in BENCH_COLUMNS for row, value in (
+        ("none", (0.585, 0.01, None)), ("squad_v1", (0.635, 0.015, 0.05)),
+        (MULTI, (0.655, 0.025, 0.07)))
+}
 
 
 class Store:
@@ -87,7 +98,7 @@ class Store:
             metrics[f"{target}/{main}/avg"] = score
             for off, lang in zip((-0.01, 0.0, 0.01), LANGS):  # languages average to `score`
                 metrics[f"{target}/{main}/{lang}"] = score + off
-                metrics[f"{target}/{main}/n/{lang}"] = 1000
+                metrics[f"{target}/n/{lang}"] = 1000
             # a non-main metric with a different value: reading it would change every mean
             metrics[f"{target}/exact_match/avg"] = score - 0.3
         self.client.log_batch(run_id, metrics=[Metric(k, v, self.clock, 0)
@@ -158,7 +169,8 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("full_report")
-    report, paths = rp.generate_report(store.uri, EXPERIMENT, "full", out)
+    # figures need lang2vec (~20 s to import): tests/test_report_html.py covers them
+    report, paths = rp.generate_report(store.uri, EXPERIMENT, "full", out, figures=False)
     return report, paths
 
 
@@ -168,9 +180,20 @@ def partial(store):
     return rp.build_report(scores, "partial", failed)
 
 
+def _first_table(markdown: str) -> list[str]:
+    """The lines of the first Markdown table (the main results table)."""
+    lines: list[str] = []
+    for ln in markdown.splitlines():
+        if ln.startswith("|"):
+            lines.append(ln)
+        elif lines:
+            break
+    return lines
+
+
 def _table(markdown: str) -> dict[str, list[str]]:
-    """Markdown table -> {first cell: other cells}; key "" holds the header."""
-    lines = [ln for ln in markdown.splitlines() if ln.startswith("|")]
+    """First Markdown table -> {first cell: other cells}; key "" holds the header."""
+    lines = _first_table(markdown)
     header, body = lines[0], lines[2:]
     split = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
     table = {split(ln)[0]: split(ln)[1:] for ln in body}
@@ -184,7 +207,7 @@ def _table(markdown: str) -> dict[str, list[str]]:
 def test_full_rows_columns_and_order(full):
     report, _ = full
     assert report.rows == ["none", "squad_v1", MULTI]  # baseline first, multi-task set last
-    assert report.columns == ["xnli", "xquad", "average"]
+    assert report.columns == ["xnli", "xquad", "average", *BENCH_COLUMNS]
     assert report.missing == [] and report.failed == []
 
 
@@ -202,20 +225,32 @@ def test_full_cells(full, key):
         assert cell.delta == pytest.approx(delta, abs=1e-9)
 
 
+@pytest.mark.parametrize("key", sorted(BENCH_EXPECTED))
+def test_full_benchmark_cells(full, key):
+    report, _ = full
+    mean, std, delta = BENCH_EXPECTED[key]
+    cell = report.cells[key]
+    assert (cell.n_tasks, cell.of_tasks, cell.partial) == \
+        (2, 9 if key[1].startswith("XTREME ") else 10, True)
+    assert cell.mean == pytest.approx(mean, abs=1e-9)
+    assert cell.std == pytest.approx(std, abs=1e-9)
+    assert cell.delta == (None if delta is None else pytest.approx(delta, abs=1e-9))
+
+
 def test_full_markdown(full):
     report, paths = full
     md = paths["md"].read_text(encoding="utf-8")
     assert md == rp.render_markdown(report)
     table = _table(md)
-    assert table[""] == ["xnli", "xquad", "average"]
+    assert table[""] == ["xnli", "xquad", "average", *BENCH_COLUMNS]
     assert list(table)[:-1] == ["none", "squad_v1", MULTI]
-    assert table["none"] == ["72.0 ± 2.0", "60.0 ± 0.0", "66.0 ± 1.0"]
+    assert table["none"] == ["72.0 ± 2.0", "60.0 ± 0.0", "66.0 ± 1.0", *["58.5 ± 1.0"] * 2]
     assert table["squad_v1"] == ["70.0 ± 1.0 (-2.0)", "**72.0** ± 2.0 (+12.0)",
-                                 "71.0 ± 1.5 (+5.0)"]
+                                 "71.0 ± 1.5 (+5.0)", *["63.5 ± 1.5 (+5.0)"] * 2]
     assert table[MULTI] == ["**78.0** ± 3.0 (+6.0)", "68.0 ± 2.0 (+8.0)",
-                            "**73.0** ± 2.5 (+7.0)"]
-    table_text = "\n".join(ln for ln in md.splitlines() if ln.startswith("|"))
-    assert table_text.count("**") == 2 * 3  # exactly one bold value per column
+                            "**73.0** ± 2.5 (+7.0)", *["**65.5** ± 2.5 (+7.0)"] * 2]
+    table_text = "\n".join(_first_table(md))
+    assert table_text.count("**") == 2 * 5  # exactly one bold value per column
     assert "mean ± std over 3 seeds of the average over languages" in md
     assert "Δ vs baseline" in md
     assert md.startswith("# ") and "full" in md.splitlines()[0]
@@ -225,10 +260,14 @@ def test_full_csv(full):
     _, paths = full
     with paths["csv"].open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["intermediate", "target", "mean", "std", "n_seeds", "delta"]
+    assert list(rows[0]) == ["intermediate", "target", "mean", "std", "n_seeds", "delta",
+                             "n_tasks"]
     got = {(r["intermediate"], r["target"]): r for r in rows}
-    assert set(got) == set(FULL_EXPECTED) and len(rows) == len(FULL_EXPECTED)
-    for key, (mean, std, delta) in FULL_EXPECTED.items():
+    expected = {**FULL_EXPECTED, **BENCH_EXPECTED}
+    assert set(got) == set(expected) and len(rows) == len(expected)
+    assert {got[k]["n_tasks"] for k in BENCH_EXPECTED} == {"2/9", "2/10"}
+    assert {got[k]["n_tasks"] for k in FULL_EXPECTED} == {""}
+    for key, (mean, std, delta) in expected.items():
         row = got[key]
         assert float(row["mean"]) == pytest.approx(mean, abs=1e-9)  # raw scale, not x100
         assert float(row["std"]) == pytest.approx(std, abs=1e-9)
@@ -241,7 +280,8 @@ def test_full_artifacts_on_parent_run(full, store, tmp_path):
     _, paths = full
     client = store.client
     logged = {a.path for a in client.list_artifacts(store.parents["full"], "report")}
-    assert logged == {"report/report.md", "report/report.csv"}
+    assert logged == {"report/report.md", "report/report.csv", "report/report_languages.csv",
+                      "report/report.html"} == {f"report/{p.name}" for p in paths.values()}
     for study in ("other", "partial"):
         assert client.list_artifacts(store.parents[study]) == []
     client.download_artifacts(store.parents["full"], "report", str(tmp_path))
@@ -319,8 +359,8 @@ def test_partial_cells(partial):
 def test_partial_markdown(partial):
     md = rp.render_markdown(partial)
     table = _table(md)
-    assert table["mnli"][1:] == ["–", "–"]
-    assert table["squad_v1"] == ["–", "–", "–"]
+    assert table["mnli"][1:] == ["–"] * 4  # xquad, average and both benchmark averages
+    assert table["squad_v1"] == ["–"] * 5
     # the column's only value is its best; fewer seeds than the study's 2 are marked
     assert table["none"][1] == "**60.0** ± 0.0 (n=1)"
     missing = md.split("Missing cells")[1].split("Failed jobs")[0]

@@ -287,6 +287,19 @@ BAD = [
     Bad("per-task hyperparameter out of range",
         spec_with(hyperparameters={"tasks": {"toy_xnli": {"max_length": 4}}}),
         "hyperparameters.tasks.toy_xnli.max_length", "must be >= 8"),
+    Bad("group naming an entry the study lacks", spec_with(groups={"syntactic": ["toy_chunk", "toy_pos"]}),
+        "groups.syntactic[1]", "not an intermediate entry of this study"),
+    Bad("entry in two groups", spec_with(groups={"a": ["toy_chunk"], "b": ["toy_chunk"]}),
+        "groups.b[0]", "already in group 'a'"),
+    Bad("language criterion misspelt",
+        spec_with(targets=[{"task": "toy_xnli", "languages": {"resource_clas": "<=2"}}]),
+        "targets[0].languages", "did you mean 'resource_class'"),
+    Bad("language selection from an unknown set",
+        spec_with(targets=[{"task": "toy_xnli", "languages": {"from": "xtreme", "xlmr": True}}]),
+        "targets[0].languages.from", "not a language set of task 'toy_xnli'"),
+    Bad("selection by attributes of languages without metadata",
+        spec_with(targets=[{"task": "toy_xnli", "languages": {"xlmr": True}}]),
+        "targets[0].languages", "cannot select languages of task 'toy_xnli' by attributes"),
     Bad("zero workers", spec_with(resources={"workers": 0}), "resources.workers", "greater than or equal to 1"),
 ]
 
@@ -477,6 +490,22 @@ def test_both_target_forms():
 def test_language_set_names_select_a_tasks_languages():
     spec = parse_spec(spec_with(targets=[{"task": "toy_xnli", "languages": "all"}]))
     assert spec.targets == (Target("toy_xnli", task_info("toy_xnli").languages),)
+
+
+def test_groups_tag_intermediate_entries():
+    spec = parse_spec(spec_with(groups={"syntactic": ["toy_chunk"], "semantic": [["toy_chunk", "toy_paraphrase"]],
+                                        "baseline": ["none"]}))
+    assert spec.groups == {("toy_chunk",): "syntactic", ("toy_chunk", "toy_paraphrase"): "semantic",
+                           (): "baseline"}
+
+
+def test_language_selection_by_attributes():
+    from sweep.languages import language_info
+
+    spec = parse_spec(spec_with(targets=[{"task": "xnli", "languages": {"resource_class": "<=3"}}]))
+    chosen = spec.targets[0].languages
+    assert chosen and all(language_info(l).resource_class <= 3 for l in chosen)
+    assert set(chosen) < set(task_info("xnli").languages) and "en" not in chosen
 
 
 def test_mixing_options_accepted():

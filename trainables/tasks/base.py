@@ -72,6 +72,8 @@ class TaskOptions:
     translated_train: tuple[str, ...] = ()
     # which English training set a target without its own uses (XCOPA: "siqa" or "copa")
     english_train: str | None = None
+    # dual-encoder retrieval training (LAReQA, Mewsli-X): softmax temperature of in-batch negatives
+    temperature: float | None = None
     # extractive QA: overlap between windows of a long context, in sub-words
     doc_stride: int | None = None
     # masked-LM mixing (task ``mlm``): a text corpus (path or hub id) and its languages

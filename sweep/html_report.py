@@ -1,0 +1,109 @@
+"""A study report as one standalone HTML page: tables, missing/failed cells and the figures
+embedded as base64 PNG, with inline CSS and no external assets, so the file can be mailed,
+archived as an MLflow artifact or opened offline."""
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from pathlib import Path
+
+from sweep.report import (MISSING_MARK, Cell, LanguageTable, StudyReport, _best_rows, _legend,
+                          _pct, _signed_pct)
+
+log = logging.getLogger(__name__)
+
+HTML_FILE = "report.html"
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3} td.missing{color:#999;text-align:center}
+.delta-pos{color:#1a7f37}.delta-neg{color:#cf222e}.note{color:#555;font-size:13px}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _cell_html(cell: Cell, bold: bool, n_total: int) -> str:
+    if cell.mean is None:
+        return f'<td class="missing">{MISSING_MARK}</td>'
+    mean = f"<b>{_pct(cell.mean)}</b>" if bold else _pct(cell.mean)
+    text = f"{mean} ± {_pct(cell.std)}"
+    if cell.delta is not None:
+        delta = _signed_pct(cell.delta)
+        css = "delta-neg" if delta.startswith("-") else "delta-pos"
+        text += f' <span class="{css}">({delta})</span>'
+    if cell.n_seeds < n_total:
+        text += f" (n={cell.n_seeds})"
+    return f"<td>{text}</td>"
+
+
+def main_table(report: StudyReport) -> str:
+    best = {c: _best_rows(report, c) for c in report.columns}
+    head = "".join(f"<th>{_e(c)}</th>" for c in report.columns)
+    body = []
+    for row in report.rows:
+        cells = "".join(_cell_html(report.cells[(row, c)], row in best[c], report.n_seeds)
+                        for c in report.columns)
+        body.append(f"<tr><td>{_e(row)}</td>{cells}</tr>")
+    return (f'<table class="main"><thead><tr><th>intermediate</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def language_table(table: LanguageTable, n_total: int) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
+    body = []
+    for lang in table.languages:
+        size = table.sizes.get(lang)
+        cells = "".join(_cell_html(table.cells[(lang, c)], False, n_total)
+                        for c in table.columns)
+        body.append(f"<tr><td>{_e(lang)}</td><td>{'' if size is None else size}</td>{cells}</tr>")
+    return (f'<h3>{_e(table.target)} ({_e(table.metric or "main metric")})</h3>'
+            f'<table class="languages" data-target="{_e(table.target)}"><thead><tr>'
+            f"<th>language</th><th>n</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _figure(name: str, path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<figure id="{_e(name)}"><img alt="{_e(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(name)}</figcaption></figure>")
+
+
+def render_html(report: StudyReport, figures: dict[str, Path] | None = None) -> str:
+    """The whole page as a string."""
+    parts = [f"<h1>X-STILTs results: {_e(report.study)}</h1>", main_table(report),
+             f'<p class="note">{_e(_legend(report))}</p>']
+    images = {k: v for k, v in (figures or {}).items() if str(v).endswith(".png")}
+    if images:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure(name, path) for name, path in images.items()]
+    if report.language_tables:
+        parts.append("<h2>Per-language scores</h2>")
+        parts += [language_table(t, report.n_seeds) for t in report.language_tables.values()]
+    parts.append(f"<h2>Missing cells ({len(report.missing)})</h2>")
+    items = [f"<li>{_e(i)} → {_e(t)}</li>" for i, t in report.missing] or ["<li>none</li>"]
+    parts.append(f'<ul class="missing">{"".join(items)}</ul>')
+    parts.append(f"<h2>Failed jobs ({len(report.failed)})</h2>")
+    items = []
+    for f in report.failed:
+        where = f["intermediate"] + (f" → {f['target']}" if f.get("target") else "")
+        items.append(f"<li><code>{_e(f.get('job_id', ''))}</code> ({_e(f.get('stage', ''))}, "
+                     f"{_e(where)}, seed {_e(f.get('seed'))}): "
+                     f"{_e(f.get('error') or 'no error recorded')}</li>")
+    parts.append(f'<ul class="failed">{"".join(items or ["<li>none</li>"])}</ul>')
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_e(report.study)} – X-STILTs report</title><style>{CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def write_html(report: StudyReport, out_dir: Path, figures: dict[str, Path] | None = None
+               ) -> Path:
+    path = Path(out_dir) / HTML_FILE
+    path.write_text(render_html(report, figures), encoding="utf-8")
+    log.info("wrote %s", path)
+    return path
