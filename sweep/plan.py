@@ -175,7 +175,7 @@ def _adversarial_used(spec: Spec, space: dict) -> dict:
 
 def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
     """(what a trial needs to know about how to run, the part of it that changes results)."""
-    settings: dict = {"workers": spec.resources.workers}
+    settings: dict = {"workers": spec.resources.workers, "resources": spec.resources.model_dump()}
     identity: dict = {}
     if spec.deepspeed is not None and stage != "eval":
         settings["deepspeed"] = spec.deepspeed.model_dump()

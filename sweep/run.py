@@ -111,6 +111,21 @@ def tune_search_space(space: dict) -> tuple[dict, dict]:
     return fixed, domains
 
 
+def trial_resources(cpu: float, gpu: float):
+    """Resources of a Tune trial. A multi-worker trial only starts a Ray Train TorchTrainer,
+    whose workers reserve ``cpu``/``gpu`` each; the trial itself takes a sliver of a CPU."""
+    from ray.tune import PlacementGroupFactory
+
+    single = PlacementGroupFactory([{"CPU": cpu, "GPU": gpu}] if gpu else [{"CPU": cpu}])
+    launcher = PlacementGroupFactory([{"CPU": 0.1}])
+
+    def resources(config: dict):
+        settings = (config.get("trial") or {}).get("settings") or {}
+        return launcher if int(settings.get("workers", 1)) > 1 else single
+
+    return resources
+
+
 def _main_metric(job: Job) -> str:
     return task_info(job.target).main_metric if job.target else "dev/score"
 
@@ -328,8 +343,8 @@ class StudyRunner:
              num_samples: int = 1) -> None:
         from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 
-        resources = {"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu}
-        trainable = tune.with_resources(tune_trial, resources)
+        trainable = tune.with_resources(tune_trial, trial_resources(self.spec.resources.cpu,
+                                                                    self.spec.resources.gpu))
         searched = search_alg is not None or scheduler is not None
         callback = TrialMetricsCallback(
             self.tracker, {j.id: j for j in jobs}, on_trial_done=self.maybe_finish_job,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.families.multiple_choice import MultipleChoice, choice_dataset
+from trainables.families.multiple_choice import MultipleChoice, choice_dataset, first_best
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import build_task
 from trainables.tasks.base import TaskDataError, TaskOptions
@@ -71,6 +71,15 @@ def test_featurize_collate_and_forward_shapes(small_model):
     loss = family.loss(logits, batch)
     expected = -(torch.log_softmax(logits[0], -1)[2] + torch.log_softmax(logits[1, :2], -1)[1]) / 2
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_first_best_takes_the_first_of_tied_scores():
+    low = torch.finfo(torch.float32).min
+    logits = torch.tensor([[2.0, 2.0 + 1e-6, 1.0],    # rounding-level tie: the first
+                           [2.0, 2.1, 1.0],           # a real difference: the larger
+                           [-3.0, -3.0, low],         # negative ties, a masked choice
+                           [low, 0.5, 0.5]])
+    assert first_best(logits).tolist() == [0, 1, 0, 1]
 
 
 def test_accuracy_by_hand_with_tied_choices(small_model):

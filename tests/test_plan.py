@@ -36,7 +36,7 @@ class _ExtraTarget(Task):
 def four_targets(monkeypatch) -> list[str]:
     """The toy target tasks plus one registered for this test (removed again afterwards)."""
     task_names()  # load the registry before patching it
-    monkeypatch.setitem(tasks_registry._REGISTRY, EXTRA_TARGET, _ExtraTarget)
+    monkeypatch.setitem(tasks_registry.TASKS.classes, EXTRA_TARGET, _ExtraTarget)
     toy = [n for n in task_names() if n.startswith("toy_") and task_info(n).target]
     assert {"toy_xnli", "toy_pos", "toy_tatoeba"} <= set(toy)
     return toy + [EXTRA_TARGET]

@@ -77,6 +77,26 @@ class DeepSpeedSettings:
         return cls(**values)
 
 
+def single_process_env() -> None:
+    """What DeepSpeed needs to run in one process without MPI discovery (a plain trial).
+
+    Inside Ray Train the process group exists already and nothing is set. Otherwise rank 0 of a
+    world of 1 on a free loopback port, and ``DS_ACCELERATOR=cpu`` on machines without CUDA.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ or "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+
+
 def micro_batch_size(batch_size: int, grad_accumulation: int, world_size: int) -> int:
     """Per-device micro-batch of an effective batch; an error when it does not divide evenly."""
     per_step = world_size * grad_accumulation

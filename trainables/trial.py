@@ -19,7 +19,6 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModel
 
 from trainables.families import get_family
 from trainables.families.base import set_feature_cache
@@ -28,6 +27,7 @@ from trainables.adversarial import build_step
 from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
+from trainables.steps import PlainOptimization
 from trainables.train import Mixing, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None 
         return done
     (out / ERROR_FILE).unlink(missing_ok=True)
     try:
-        result = _run(cfg, out, report)
+        workers = int(cfg.settings.get("workers", 1))
+        result = _run(cfg, out, report) if workers <= 1 else _run_distributed(cfg, workers, report)
     except BaseException as exc:
         # Ray stops a trial (scheduler pruning, Ctrl-C) with SystemExit / KeyboardInterrupt:
         # that is not a failure of the trial, so it leaves no error behind.
@@ -87,7 +88,27 @@ def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None 
     return result
 
 
-def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
+def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], None]) -> dict:
+    """Data-parallel trial on ``workers`` Ray Train workers (DDP, or DeepSpeed when configured);
+    rank 0's result comes back and is recorded here like a single-process trial's."""
+    from trainables.distributed import run_distributed
+
+    resources = cfg.settings.get("resources", {})
+    per_worker = {"CPU": float(resources.get("cpu", 1))}
+    if resources.get("gpu"):
+        per_worker["GPU"] = float(resources["gpu"])
+    return run_distributed(_worker_trial, asdict(cfg), num_workers=workers, use_gpu=bool(resources.get("gpu")),
+                           resources_per_worker=per_worker, report=report,
+                           storage_path=str(Path(cfg.output_dir) / "train"), name=cfg.trial_id)
+
+
+def _worker_trial(config: dict, ctx) -> dict:
+    """One Ray Train worker's part of a trial (every rank trains and evaluates; rank 0 writes)."""
+    cfg = TrialConfig.from_dict(config)
+    return _run(cfg, Path(cfg.output_dir), ctx.report, ctx=ctx)
+
+
+def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) -> dict:
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}")
     if cfg.num_threads:
@@ -111,7 +132,7 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
             seed_everything(cfg.seed)
             model, tokenizer = build_model(start, list(tasks.values()))
             run_cfg = replace(cfg, hparams=hparams)
-            return model, tokenizer, _train_phase(run_cfg, tasks, model, tokenizer, out, report)
+            return model, tokenizer, _train_phase(run_cfg, tasks, model, tokenizer, out, report, ctx)
 
         def on_retry(record: dict, new_hparams: dict) -> None:
             oom_retries.append(record)
@@ -129,9 +150,10 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None]) -> dict:
         model, tokenizer, summary = run_with_oom_retry(attempt_recording, dict(hp), on_retry=on_retry)
         hp = holder["hparams"]  # what actually ran (a smaller micro-batch after an OOM)
         best_dir = out / "model"
-        if best_dir.is_dir():  # evaluate the model selected on English dev, not the last epoch
+        if best_dir.is_dir():  # evaluate the model selected on English dev, not the last epoch,
+            # as a plain model (not the DDP / DeepSpeed-wrapped one that trained)
+            model, tokenizer = build_model(str(best_dir), list(tasks.values()))
             model.heads.load_state_dict(torch.load(best_dir / "heads.pt", weights_only=True))
-            model.encoder = AutoModel.from_pretrained(best_dir, add_pooling_layer=False)
     metrics: dict[str, float] = {}
     if cfg.stage in ("target", "eval"):
         (target,) = tasks.values()
@@ -167,10 +189,36 @@ def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) ->
 
 
 def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out: Path,
-                 report: Callable[[dict], None]) -> dict:
+                 report: Callable[[dict], None], ctx=None) -> dict:
+    """Train, keeping the best epoch on English dev in ``out/model``.
+
+    ``ctx`` (a ``trainables.distributed.DistributedContext``) makes it one rank of a
+    data-parallel trial: its shard of the data, its part of the batch, files from rank 0 only.
+    """
     settings = TrainSettings.from_dict(cfg.hparams, seed=cfg.seed)
     features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, settings.max_length)
                 for name, t in tasks.items()}
+    is_main = ctx is None or ctx.is_main
+    deepspeed_settings = cfg.settings.get("deepspeed")
+    if ctx is not None and ctx.world_size > 1:
+        from trainables.distributed import shard, worker_settings, wrap_data_parallel
+
+        settings = worker_settings(settings, ctx.world_size)
+        features = {name: shard(f, ctx) for name, f in features.items()}
+        if not deepspeed_settings:
+            wrap_data_parallel(model, ctx)
+    optimization, engine = PlainOptimization, {}
+    if deepspeed_settings:
+        from trainables.deepspeed_backend import DeepSpeedOptimization, single_process_env
+
+        single_process_env()
+
+        def deepspeed_optimization(m, s, total):
+            engine["opt"] = DeepSpeedOptimization(m, s, total, ds_settings=deepspeed_settings,
+                                                  checkpoint_dir=out / "resume" / "deepspeed")
+            return engine["opt"]
+
+        optimization = deepspeed_optimization
     dev = {name: t.load("dev", t.info.train_language) for name, t in tasks.items()}  # once, not per epoch
     resume_file = out / "resume" / "state.pt"
     resume = torch.load(resume_file, weights_only=False) if resume_file.is_file() else None
@@ -180,20 +228,29 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     def on_epoch_end(epoch: int, metrics: dict, improved: bool, state: dict) -> None:
         if improved:
             tmp = out / "model.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_model(model, tokenizer, tmp, {**meta, "epoch": epoch + 1, "dev_score": metrics["dev/score"]})
-            shutil.rmtree(out / "model", ignore_errors=True)
-            os.replace(tmp, out / "model")
-        resume_file.parent.mkdir(exist_ok=True)
-        torch.save(state, resume_file.with_suffix(".tmp"))
-        os.replace(resume_file.with_suffix(".tmp"), resume_file)
-        report(metrics)
+            if is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            epoch_meta = {**meta, "epoch": epoch + 1, "dev_score": metrics["dev/score"]}
+            if deepspeed_settings:  # ZeRO partitions: every rank gathers, rank 0 writes
+                from trainables.deepspeed_backend import save_consolidated
+
+                save_consolidated(engine["opt"].engine, model, tokenizer, tmp, epoch_meta)
+            elif is_main:
+                save_model(model, tokenizer, tmp, epoch_meta)
+            if is_main:
+                shutil.rmtree(out / "model", ignore_errors=True)
+                os.replace(tmp, out / "model")
+        if is_main:
+            resume_file.parent.mkdir(exist_ok=True)
+            torch.save(state, resume_file.with_suffix(".tmp"))
+            os.replace(resume_file.with_suffix(".tmp"), resume_file)
+        report(metrics)  # with several ranks: a barrier, so rank 0's files exist after it
 
     mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
     return train(model, tasks, features, tokenizer, settings,
                  dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
                  on_epoch_end=on_epoch_end, resume=resume, mixing=mixing,
-                 step_fn=build_step(adversarial_config(cfg)))
+                 step_fn=build_step(adversarial_config(cfg)), optimization=optimization)
 
 
 def adversarial_config(cfg: TrialConfig) -> dict | None:

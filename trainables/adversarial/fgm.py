@@ -1,0 +1,52 @@
+"""FGM (Miyato et al. 2017): one gradient-sized step on the word embeddings, then train on both.
+
+Cost: two forward-backward passes (clean, adversarial).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainables.adversarial import register
+from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
+                                         validate_settings, zeros)
+
+
+@dataclass(frozen=True)
+class FGMSettings:
+    #: size of the perturbation (per example, in ``norm``)
+    epsilon: float = 1.0
+    norm: str = "l2"
+    #: weight of the adversarial loss added to the clean one
+    adv_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
+        check_norm(self.norm)
+        check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
+
+
+def validate(settings: dict) -> FGMSettings:
+    return validate_settings(FGMSettings, settings, owner="fgm")
+
+
+@register
+class FGM(AdversarialMethod):
+    name = "fgm"
+    Settings = FGMSettings
+
+    def __call__(self, model, task, batch, backward):
+        s = self.settings
+        delta = Delta(zeros, batch)
+        with model.perturb_embeddings(delta):
+            loss, _ = model.forward_task(task, batch)
+        grad, = torch.autograd.grad(loss, delta.value, retain_graph=True)
+        backward(loss)
+        delta.track = False
+        delta.set(s.epsilon * direction(grad, s.norm))
+        with model.perturb_embeddings(delta):
+            adv_loss, _ = model.forward_task(task, batch)
+        backward(s.adv_weight * adv_loss)
+        self.last = {"clean": float(loss.detach()), "adversarial": float(adv_loss.detach())}
+        return self.last["clean"]

@@ -1,0 +1,64 @@
+"""PGD (Madry et al. 2018) on the word embeddings: several projected ascent steps, then train.
+
+The clean pass also gives the first ascent gradient, so ``steps`` ascent steps cost ``steps - 1``
+extra forward passes with a gradient for the perturbation only, plus one adversarial
+forward-backward: ``steps + 1`` forward passes in all, two parameter backward passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainables.adversarial import register
+from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
+                                         project, validate_settings, zeros)
+
+
+@dataclass(frozen=True)
+class PGDSettings:
+    #: radius of the ball the perturbation is projected onto (per example, in ``norm``)
+    epsilon: float = 1.0
+    #: ascent step size (alpha)
+    step_size: float = 0.3
+    steps: int = 3
+    norm: str = "l2"
+    adv_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
+        check(self.step_size > 0, "step_size", f"must be > 0, got {self.step_size}")
+        check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check_norm(self.norm)
+        check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
+
+
+def validate(settings: dict) -> PGDSettings:
+    return validate_settings(PGDSettings, settings, owner="pgd")
+
+
+@register
+class PGD(AdversarialMethod):
+    name = "pgd"
+    Settings = PGDSettings
+
+    def __call__(self, model, task, batch, backward):
+        s = self.settings
+        delta = Delta(zeros, batch)
+        with model.perturb_embeddings(delta):
+            loss, _ = model.forward_task(task, batch)
+        grad, = torch.autograd.grad(loss, delta.value, retain_graph=True)
+        backward(loss)
+        for step in range(s.steps):
+            delta.track = step < s.steps - 1
+            delta.set(project(delta.value + s.step_size * direction(grad, s.norm), s.epsilon, s.norm))
+            if step == s.steps - 1:
+                break
+            with model.perturb_embeddings(delta):
+                ascent_loss, _ = model.forward_task(task, batch)
+            grad, = torch.autograd.grad(ascent_loss, delta.value)
+        with model.perturb_embeddings(delta):
+            adv_loss, _ = model.forward_task(task, batch)
+        backward(s.adv_weight * adv_loss)
+        self.last = {"clean": float(loss.detach()), "adversarial": float(adv_loss.detach())}
+        return self.last["clean"]
