@@ -8,6 +8,7 @@ import html
 import logging
 from pathlib import Path
 
+from sweep.breakdowns import class_html, group_html
 from sweep.report import (MISSING_MARK, Cell, LanguageTable, StudyReport, _best_rows, _legend,
                           _pct, _signed_pct)
 
@@ -77,7 +78,7 @@ def _figure(name: str, path: Path) -> str:
 def render_html(report: StudyReport, figures: dict[str, Path] | None = None) -> str:
     """The whole page as a string."""
     parts = [f"<h1>X-STILTs results: {_e(report.study)}</h1>", main_table(report),
-             f'<p class="note">{_e(_legend(report))}</p>']
+             f'<p class="note">{_e(_legend(report))}</p>', group_html(report)]
     images = {k: v for k, v in (figures or {}).items() if str(v).endswith(".png")}
     if images:
         parts.append("<h2>Figures</h2>")
@@ -85,6 +86,10 @@ def render_html(report: StudyReport, figures: dict[str, Path] | None = None) -> 
     if report.language_tables:
         parts.append("<h2>Per-language scores</h2>")
         parts += [language_table(t, report.n_seeds) for t in report.language_tables.values()]
+        parts.append(class_html(report))
+    from sweep.robustness import build_robustness, robustness_html
+
+    parts.append(robustness_html(build_robustness(report), report.n_seeds))
     parts.append(f"<h2>Missing cells ({len(report.missing)})</h2>")
     items = [f"<li>{_e(i)} → {_e(t)}</li>" for i, t in report.missing] or ["<li>none</li>"]
     parts.append(f'<ul class="missing">{"".join(items)}</ul>')

@@ -16,8 +16,9 @@ some of a benchmark's tasks the column is the mean over those, marked partial wi
 one per-language table per target (``<task>/<metric>/<lang>``, test-set size from
 ``<task>/n/<lang>``), rows grouped by any MLflow param or tag (``group_by``), rows of several
 studies side by side (prefixed by study), and a row per intermediate data size
-(``mnli@1000``) when a study varies ``train_examples``. Figures and the HTML page are built by
-:mod:`sweep.figures` and :mod:`sweep.html_report`.
+(``mnli@1000``) when a study varies ``train_examples``. Δ aggregated by row group and broken
+down by the languages' resource class come from :mod:`sweep.breakdowns`. Figures and the HTML
+page are built by :mod:`sweep.figures` and :mod:`sweep.html_report`.
 """
 from __future__ import annotations
 
@@ -306,6 +307,8 @@ def _score_record(run: Run, group_by: str | None = None) -> dict | None:
         return None
     metric = key.split("/")[-2]
     languages, sizes = _per_language(run.data.metrics, target, metric)
+    from sweep.robustness import perturbed_scores
+
     return {
         **_run_fields(run, group_by),
         "score": float(run.data.metrics[key]),
@@ -313,6 +316,7 @@ def _score_record(run: Run, group_by: str | None = None) -> dict | None:
         "bench_score": _benchmark_score(run.data.metrics, target, key),
         "languages": languages,
         "sizes": sizes,
+        "perturbed": perturbed_scores(run.data.metrics, target, metric),
     }
 
 
@@ -699,16 +703,22 @@ def _language_lines(table: LanguageTable, n_total: int) -> list[str]:
 
 
 def render_markdown(report: StudyReport) -> str:
-    """The report as Markdown: header, table, legend, per-language tables, then missing cells
-    and failed jobs."""
+    """The report as Markdown: header, table, legend, Δ by group, per-language tables, Δ by
+    resource class, then missing cells and failed jobs."""
+    from sweep.breakdowns import class_lines, group_lines
+
     lines = [f"# X-STILTs results: {report.study}", "", *_table_lines(report), "",
-             _legend(report), ""]
+             _legend(report), "", *group_lines(report)]
     if report.language_tables:
         lines += ["## Per-language scores", "",
                   "Rows: test languages (n = test-set size); columns: intermediate tasks; "
                   "mean ± std over seeds (×100), Δ vs baseline in parentheses.", ""]
         for table in report.language_tables.values():
             lines += [*_language_lines(table, report.n_seeds), ""]
+        lines += class_lines(report)
+    from sweep.robustness import build_robustness, robustness_lines
+
+    lines += robustness_lines(build_robustness(report), report.n_seeds)
     lines.append(f"## Missing cells ({len(report.missing)})")
     lines += [f"- {i} → {t}" for i, t in report.missing] or ["- none"]
     lines += ["", f"## Failed jobs ({len(report.failed)})"]
@@ -726,7 +736,9 @@ CSV_HEADER = ["intermediate", "target", "mean", "std", "n_seeds", "delta", "n_ta
 def write_report(report: StudyReport, out_dir: Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv`` (one row per (row, column), raw floats, empty fields
     for missing values; ``n_tasks`` = "k/N" for benchmark columns) and
-    ``report_languages.csv`` (one row per (target, language, row)) into ``out_dir``."""
+    ``report_languages.csv`` (one row per (target, language, row)) into ``out_dir``, plus the
+    :mod:`sweep.breakdowns` CSVs that apply (``report_groups.csv``,
+    ``report_resource_classes.csv``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
@@ -755,6 +767,14 @@ def write_report(report: StudyReport, out_dir: Path) -> dict[str, Path]:
                                          col, _csv_value(c.mean), _csv_value(c.std), c.n_seeds,
                                          _csv_value(c.delta)])
         paths["languages_csv"] = lang_path
+    from sweep.robustness import build_robustness, write_robustness_csv
+
+    robustness = build_robustness(report)
+    if robustness:
+        paths["robustness_csv"] = write_robustness_csv(robustness, out_dir / "report_robustness.csv")
+    from sweep.breakdowns import write_breakdowns
+
+    paths.update(write_breakdowns(report, out_dir))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -818,7 +838,8 @@ def generate_report(
 
     ``compare`` adds other studies (e.g. the same study on another model) as row blocks
     prefixed by study. Files go to ``out_dir`` (``report.md``, ``report.csv``,
-    ``report_languages.csv``, the figures as PNG and ``report.html``) and are logged to the
+    ``report_languages.csv``, ``report_groups.csv`` and ``report_resource_classes.csv`` where
+    they apply, the figures as PNG and ``report.html``) and are logged to the
     study's parent run under ``report/``. A figure that cannot be drawn is logged and skipped:
     the tables are the report, figures are extras.
     """

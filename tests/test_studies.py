@@ -71,3 +71,31 @@ def test_large_model_studies_group_tasks_and_use_zero3(name):
     groups = {j.group for j in plan.jobs if j.intermediate}
     assert groups == {"syntactic", "semantic"}
     assert all(j.settings["deepspeed"]["stage"] == 3 for j in plan.stage("intermediate"))
+
+
+def test_robustness_study_perturbs_every_way_against_direct_fine_tuning():
+    from trainables.perturb import perturbation_names
+
+    spec, plan = _plan("robustness_xnli")
+    assert () in spec.intermediate and {t.task for t in spec.targets} == {"xnli"}
+    assert {p["name"] for p in spec.evaluation.perturbations} == set(perturbation_names())
+    assert len(spec.seeds) >= 3                                 # the comparison is paired over seeds
+    targets = plan.stage("target")
+    assert all(len(j.settings["perturbations"]) == len(spec.evaluation.perturbations) for j in targets)
+    assert not any("perturbations" in j.settings for j in plan.stage("intermediate"))
+
+
+def test_adversarial_study_compares_methods_as_factors():
+    spec, plan = _plan("adversarial_intermediate")
+    assert spec.factors == ("adversarial",)
+    methods = {c["method"] for c in spec.adversarial.values()}
+    assert methods == {"freelb", "smart", "r3f"}
+    inter = plan.stage("intermediate")
+    per_task = {}
+    for job in inter:
+        per_task.setdefault((job.intermediate, job.seed), set()).add(
+            job.factors["intermediate"]["adversarial"])
+    expected = {"none", *spec.adversarial}
+    assert per_task and all(v == expected for v in per_task.values())  # each method its own checkpoint
+    assert all(job.hyperparameters.get("adversarial") in (None, "none") for job in plan.stage("target"))
+    assert {t.task for t in spec.targets} >= {"xcopa", "mewslix", "lareqa", "tatoeba"}   # XTREME-R
