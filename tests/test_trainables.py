@@ -260,3 +260,127 @@ def test_raw_cache_reuses_parsed_files_until_one_changes(tmp_path, toy_root):
     conllu.write_text(conllu.read_text().split("\n\n", 1)[1])       # drop the first sentence
     edited = build_task("toy_pos", options).load("test", "xs")
     assert len(edited) == len(first) - 1                              # the edit is seen
+
+
+def test_missing_lexicon_for_a_language_skips_that_perturbation_there(tmp_path, toy_root, small_model, caplog):
+    """A ``{language}`` lexicon with no file for one evaluated language (English here) skips the
+    perturbation for that language only, with a log line and no metric; the trial completes."""
+    import logging
+
+    from trainables.records import perturbation_label
+
+    (tmp_path / "en-xs.txt").write_text("dog Hund\ncat Katze\n")
+    lexicon = str(tmp_path / "en-{language}.txt")
+    perturbations = [{"name": "code_switch", "rate": 1.0, "lexicon": lexicon},
+                     {"name": "attack", "budget": 1, "typos": 0, "lexicon": lexicon}]
+    cfg = _trial(tmp_path, toy_root, small_model, stage="eval", tasks=["toy_xnli"], languages=["en", "xs"],
+                 settings={"perturbations": perturbations})
+    with caplog.at_level(logging.INFO, logger="trainables.trial"):
+        result = run_trial(cfg)
+    m = result["metrics"]
+    for config in perturbations:
+        label = f"toy_xnli.{perturbation_label(config)}"
+        assert f"{label}/accuracy/xs" in m and f"{label}/drop/xs" in m
+        assert not any(k.startswith(f"{label}/") and k.endswith("/en") for k in m)
+        assert m[f"{label}/accuracy/avg"] == m[f"{label}/accuracy/xs"]  # over the languages it ran in
+    assert "toy_xnli/accuracy/en" in m
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage() and " en" in r.getMessage()]
+    assert len(skipped) == 2 and all("en-en.txt" in s for s in skipped), skipped
+
+
+@pytest.mark.parametrize("method", ["freelb", "smart"])
+def test_adversarial_multitask_intermediate_trial(tmp_path, toy_root, small_model, method, monkeypatch):
+    """``hparams.adversarial`` names a method (its defaults): the multi-task step (a tagging and a
+    classification task) trains with it, and the trial completes with finite losses."""
+    import math
+
+    import trainables.trial
+    from trainables.adversarial import METHODS, build_step
+
+    calls: list[tuple[str, float]] = []
+
+    def counting_build_step(config):
+        step = build_step(config)
+        assert isinstance(step, METHODS[method]) and config == {"method": method}
+
+        def counted(model, task, batch, backward):
+            calls.append((task.name, step(model, task, batch, backward)))
+            return calls[-1][1]
+        return counted
+
+    monkeypatch.setattr(trainables.trial, "build_step", counting_build_step)
+    reports: list[dict] = []
+    result = run_trial(_trial(tmp_path, toy_root, small_model, hparams={**HP, "epochs": 1, "adversarial": method}),
+                       report=reports.append)
+    assert {name for name, _ in calls} == {"toy_chunk", "toy_paraphrase"}  # both tasks' batches
+    assert all(math.isfinite(loss) for _, loss in calls)
+    epochs = [r for r in reports if "epoch" in r]
+    assert len(epochs) == 1 and math.isfinite(epochs[0]["train/loss"]) and epochs[0]["train/loss"] > 0
+    assert reports[-1]["done"] and math.isfinite(result["metrics"]["dev/score"])
+    assert result["hparams"]["adversarial"] == method and result["model_dir"]
+
+
+def test_family_list_comes_from_the_families_package(tmp_path, monkeypatch):
+    """One new file in ``trainables/families`` is a new family for tasks too (no list to edit)."""
+    import subprocess
+    import sys
+
+    import trainables.families as families
+    from trainables.families import _FAMILIES, _load_all, family_names
+    from trainables.tasks.base import TaskInfo
+
+    _load_all()
+    assert set(family_names()) == set(_FAMILIES) and "dual_encoder" in family_names()
+    with pytest.raises(ValueError, match=r"unknown family 'tagger' \(known: classification, "):
+        TaskInfo(name="t", family="tagger", languages=("en",), main_metric="f1", source="x")
+    # a new module declaring a subclass (of a subclass) of Family: listed without being imported
+    package = tmp_path / "families"
+    package.mkdir()
+    (package / "base.py").write_text("class Family: name = 'not_a_family'\n")
+    (package / "extra.py").write_text("from trainables.families.tagging import Tagging\n"
+                                      "class Helper:\n    name = 'helper'\n"
+                                      "class Chunking(Tagging):\n    name: str = 'chunking'\n")
+    monkeypatch.setattr(families, "__path__", [*families.__path__, str(package)])
+    family_names.cache_clear()
+    try:
+        assert "chunking" in family_names() and "helper" not in family_names()
+        assert "not_a_family" not in family_names()
+    finally:
+        family_names.cache_clear()
+    # planning builds TaskInfo for every task without importing torch
+    code = ("import sys; from trainables.tasks import task_names, task_info; "
+            "[task_info(t) for t in task_names()]; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_raw_cache_is_shared_across_processes(tmp_path, toy_root):
+    """A new trial process finds what an earlier one parsed (the key holds no memory address)."""
+    import subprocess
+    import sys
+
+    code = f"""
+from trainables.tasks import build_task
+from trainables.tasks.base import TaskOptions
+options = TaskOptions(data_dir={str(toy_root)!r}, cache_dir={str(tmp_path / 'cache')!r})
+print(build_task("toy_pos", options).load("test", "xs").cache_files[0]["filename"])
+"""
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert len(list((tmp_path / "cache" / "raw").iterdir())) == 1
+
+
+def test_code_digest_follows_nested_code_not_addresses():
+    from trainables.raw_cache import code_digest
+
+    def make(offset):
+        def load(rows):
+            return [(lambda r: r + offset)(r) for r in rows]
+        return load
+
+    def other(rows):
+        return [(lambda r: r * 2)(r) for r in rows]
+
+    assert code_digest(make(1).__code__) == code_digest(make(2).__code__)   # same code, new objects
+    assert code_digest(make(1).__code__) != code_digest(other.__code__)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import types
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -36,11 +37,25 @@ def folder_signature(folder: Path) -> list:
     return sorted(out)
 
 
+def code_digest(code: types.CodeType) -> str:
+    """A hash of a function's bytecode and constants that is the same in every process.
+
+    Nested code objects (lambdas, comprehensions) are hashed by their content: their ``repr``
+    holds a memory address, which would make every new process miss the cache.
+    """
+    digest = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        digest.update(code_digest(const).encode() if isinstance(const, types.CodeType)
+                      else repr(const).encode())
+    digest.update(repr(code.co_names).encode())
+    return digest.hexdigest()[:12]
+
+
 def cached_load(load: Callable) -> Callable:
     """Wrap a task's ``load(split, language)``; only tasks reading a ``data_dir`` are cached."""
 
     # a changed loader (a new release) must not reuse what the old one parsed
-    code = hashlib.sha256(load.__code__.co_code + repr(load.__code__.co_consts).encode()).hexdigest()[:12]
+    code = code_digest(load.__code__)
 
     @functools.wraps(load)
     def wrapper(self, split: str, language: str):
