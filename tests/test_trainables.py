@@ -147,6 +147,7 @@ def test_interrupted_trial_resumes_from_its_last_epoch(tmp_path, toy_root, small
     reports: list[dict] = []
     resumed = run_trial(cfg, report=reports.append)
     assert [r["epoch"] for r in reports if "epoch" in r] == [2]        # epoch 1 was not redone
+    assert resumed["resumed_from_epoch"] == 1 and reference["resumed_from_epoch"] is None  # and it says so
     assert resumed["metrics"]["dev/score"] == pytest.approx(reference["metrics"]["dev/score"], abs=1e-6)
     again = run_trial(cfg)                                              # complete: returns the record
     assert json.dumps(again, sort_keys=True) == json.dumps(resumed, sort_keys=True)
@@ -384,3 +385,16 @@ def test_code_digest_follows_nested_code_not_addresses():
 
     assert code_digest(make(1).__code__) == code_digest(make(2).__code__)   # same code, new objects
     assert code_digest(make(1).__code__) != code_digest(other.__code__)
+
+
+def test_mlm_single_file_corpus_is_read_once_whatever_the_languages(tmp_path, toy_root):
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskDataError, TaskOptions
+
+    corpus = toy_root / "corpus" / "xs.txt"
+    lines = [l for l in corpus.read_text().splitlines() if l.strip()]
+    mlm = build_task("mlm", TaskOptions(corpus=str(corpus), corpus_languages=("xs", "xo")))
+    assert len(mlm.load("train", "en")) + len(mlm.load("dev", "en")) == len(lines)
+    templated = build_task("mlm", TaskOptions(corpus="no-such-org/corpus:{language}"))
+    with pytest.raises(TaskDataError, match="corpus_languages"):
+        templated.load("train", "en")

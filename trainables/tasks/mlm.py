@@ -3,11 +3,14 @@
 Use it inside a multi-task intermediate entry, e.g. ``intermediate: [[mnli, mlm]]`` with
 ``tasks: {mlm: {corpus: ..., corpus_languages: [de, sw]}}``. The corpus is a local folder of
 ``<lang>.txt`` files (one sentence or paragraph a line), one text file, or a hub dataset id
-(``id`` or ``id:config``) with a ``text`` column. The last 1% of lines (at most 1,000) per
-language is held out as dev; the MLM dev score does not take part in model selection.
+(``id`` or ``id:config``) with a ``text`` column. ``corpus_languages`` picks files of a folder,
+or fills ``{language}`` in a hub id (``cc100:{language}``); a single file or a hub id without
+``{language}`` is one corpus, read once. The last 1% of lines (at most 1,000) per language is
+held out as dev; the MLM dev score does not take part in model selection.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +20,9 @@ from trainables.tasks.base import Task, TaskDataError, TaskInfo
 if TYPE_CHECKING:
     import datasets
 
+log = logging.getLogger(__name__)
+
+LANGUAGE = "{language}"
 DEV_SHARE = 0.01
 DEV_MAX = 1000
 
@@ -42,7 +48,7 @@ class MaskedLMCorpus(Task):
             return _read_lines(path)
         if corpus.startswith(("/", "./", "../", "~")):
             raise TaskDataError(f"task mlm: corpus not found at {path}")
-        hub_id, _, config = corpus.partition(":")
+        hub_id, _, config = corpus.replace(LANGUAGE, language).partition(":")
         data = self.hub_dataset(hub_id, config or None, "train", language)
         if "text" not in data.column_names:
             raise TaskDataError(f"task mlm: hub dataset {corpus} has no 'text' column "
@@ -50,12 +56,22 @@ class MaskedLMCorpus(Task):
         return [t for t in data["text"] if t and t.strip()]
 
     def _languages(self) -> tuple[str, ...]:
-        path = Path(self.options.corpus or "").expanduser()
+        """The languages read one by one; ``("all",)`` for a corpus that is one file or dataset
+        (listing languages then would read the same text once per language)."""
+        corpus = self.options.corpus or ""
+        path = Path(corpus).expanduser()
+        per_language = path.is_dir() or (LANGUAGE in corpus and not path.is_file())
+        if not per_language:
+            if self.options.corpus_languages:
+                log.warning("task mlm: corpus %s is one corpus; corpus_languages %s are ignored",
+                            corpus, list(self.options.corpus_languages))
+            return ("all",)
         if self.options.corpus_languages:
-            return self.options.corpus_languages
+            return tuple(self.options.corpus_languages)
         if path.is_dir():
             return tuple(sorted(p.stem for p in path.glob("*.txt")))
-        return ("all",)
+        raise TaskDataError(f"task mlm: corpus {corpus} has {LANGUAGE} in it: "
+                            "set tasks.mlm.corpus_languages")
 
     def load(self, split: str, language: str) -> datasets.Dataset:
         import datasets
