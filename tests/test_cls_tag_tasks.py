@@ -216,6 +216,12 @@ def test_pawsx_upstream_tsv(tmp_path):
     assert pawsx.load("train", "en")["label"] == [0, 1]
     assert pawsx.load("train", "de")["text_a"] == ["C d."]            # empty / unlabelled rows dropped
     assert pawsx.load("test", "de")[0] == {"text_a": '"Ja" sagt er.', "text_b": "Er sagt ja.", "label": 1}
+    # translated_train by language code: English train plus the task's own German translation
+    translated = task("pawsx", tmp_path, translated_train=("de",)).load_train()
+    assert translated["text_a"] == ["A b.", "C d.", "C d."]
+    tsv = tmp_path / "x-final" / "de" / "translated_train.tsv"
+    with pytest.raises(TaskDataError, match=r"translated_train .*translated_train.tsv: give a language code"):
+        task("pawsx", tmp_path, translated_train=(str(tsv),)).load_train()
 
 
 def _conllu_sentence(words: list[tuple[str, str]], mwt: tuple[int, str] | None = None) -> list[str]:

@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily: planning and validation never load data
     import datasets
 
-FAMILIES = ("classification", "tagging", "retrieval", "multiple_choice", "qa", "dual_encoder", "mlm")
-
-
 class TaskDataError(RuntimeError):
     """Raised when a task's data cannot be found or read; the message names task, split and path."""
 
@@ -49,8 +46,12 @@ class TaskInfo:
     required_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"task {self.name}: unknown family {self.family!r}")
+        # the families package lists its families without importing them (torch-free)
+        from trainables.families import family_names
+
+        if self.family not in family_names():
+            raise ValueError(f"task {self.name}: unknown family {self.family!r} "
+                             f"(known: {', '.join(family_names())})")
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,17 @@ class Task(ABC):
         return data
 
     def load_translated(self, source: str) -> datasets.Dataset:
-        """Translated training data in the task's raw schema: a local JSON-lines file or a hub
+        """Translated training data in the task's raw schema: a language code of the task (its
+        own machine-translated training split, e.g. XNLI-MT or PAWS-X ``translated_train.tsv``,
+        read like any split: from ``data_dir`` or the hub), a local JSON-lines file, or a hub
         dataset (``id`` or ``id:config``, split ``train``). Columns must match the English split."""
         path = Path(source).expanduser()
+        if source in self.info.languages and source != self.info.train_language and not path.exists():
+            return self.load("train", source)
+        if path.suffix not in (".json", ".jsonl") and path.is_file():
+            raise TaskDataError(f"task {self.name}: translated_train {source}: give a language code "
+                                f"of the task ({' '.join(self.info.languages)}), a JSON-lines file "
+                                "or a hub id")
         if path.suffix in (".json", ".jsonl") or path.exists():
             from trainables.formats import read_json_lines
 
