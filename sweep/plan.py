@@ -16,6 +16,7 @@ import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec
@@ -126,7 +127,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"study": self.study, "jobs": [j.to_dict() for j in self.jobs],
-                "counts": self.counts(), "reuse": self.reuse()}
+                "counts": self.counts(), "reuse": self.reuse(), "memory": memory_estimates(self)}
 
 
 def _factor_suffix(values: dict) -> str:
@@ -273,4 +274,123 @@ def format_plan(plan: Plan) -> str:
     lines.append(f"intermediate trainings: {reuse['intermediate_trainings']} scheduled, "
                  f"{reuse['without_reuse']} if trained per (intermediate, target, seed) pair — "
                  f"reuse saves {reuse['saved']}")
+    lines.extend(format_memory(memory_estimates(plan)))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- memory per GPU
+
+DEFAULT_GPU_MEMORY_GB = 80.0
+
+
+def _largest(value: Any) -> Any:
+    """The largest value a hyperparameter takes (a fixed value, a grid, a distribution)."""
+    if not isinstance(value, dict):
+        return value
+    candidates = value.get("grid") or value.get("values") or [value.get("high")]
+    return max(v for v in candidates if v is not None)
+
+
+def _memory_key(job: Job) -> tuple:
+    """What a training job's per-GPU memory depends on: model, precision, ZeRO stage, offload,
+    workers, gradient checkpointing, micro-batch (per worker), sequence length, GPU share."""
+    ds = job.settings.get("deepspeed") or {}
+    resources = job.settings.get("resources") or {}
+    workers = int(job.settings.get("workers", 1))
+    batch = int(_largest(job.hyperparameters.get("batch_size", 32)))
+    # a data-parallel trial splits batch_size over its workers (trainables.distributed);
+    # gradient accumulation runs micro-batches of that size one after the other
+    micro = max(1, -(-batch // workers))
+    return (job.model, ds.get("precision", "fp32"), int(ds.get("stage", 0)), ds.get("offload_optimizer", "none"),
+            ds.get("offload_param", "none"), workers, bool(ds.get("gradient_checkpointing", False)), micro,
+            int(_largest(job.hyperparameters.get("max_length", 128))), float(resources.get("gpu", 0) or 0),
+            resources.get("gpu_memory_gb"))
+
+
+def memory_estimates(plan: Plan) -> list[dict]:
+    """Estimated memory per GPU (``trainables.presets``) for each distinct training setting of
+    the plan's intermediate and target jobs, with whether it fits the declared GPU memory.
+
+    ``tiny`` has none; a local model or a hub id whose config.json is in the local Hugging Face
+    cache is estimated from it; another hub id gets a note, never a download. Eval jobs do not train.
+    """
+    from trainables.presets import GB, estimate_for, fits, preset_for  # torch-free
+
+    groups: dict[tuple, list[Job]] = {}
+    for job in plan.jobs:
+        if job.stage != "eval":
+            groups.setdefault(_memory_key(job), []).append(job)
+    presets: dict[str, tuple] = {}
+    out = []
+    for key, jobs in groups.items():
+        (model, precision, stage, offload_optimizer, offload_param, workers, checkpointing, micro,
+         max_length, gpu, gpu_memory_gb) = key
+        if model == "tiny":
+            continue
+        if model not in presets:
+            try:
+                preset = preset_for(model)
+                presets[model] = (preset, None if preset else
+                                  (f"no config.json in {model}" if Path(model).expanduser().is_dir()
+                                   else "config not available offline"))
+            except ValueError as exc:
+                presets[model] = (None, str(exc))
+        preset, problem = presets[model]
+        entry: dict[str, Any] = {
+            "model": model, "stages": sorted({j.stage for j in jobs}, key=STAGE_ORDER.index), "jobs": len(jobs),
+            "precision": precision, "zero_stage": stage, "offload_optimizer": offload_optimizer,
+            "offload_param": offload_param, "workers": workers, "gradient_checkpointing": checkpointing,
+            "micro_batch": micro, "max_length": max_length, "gpu_per_worker": gpu,
+            "gpu_memory_gb": gpu_memory_gb or DEFAULT_GPU_MEMORY_GB, "gpu_memory_assumed": gpu_memory_gb is None,
+            "params": preset.params if preset else None, "estimate": None, "fits": None, "note": None}
+        if preset is None:
+            entry["note"] = f"no estimate ({problem})"
+            out.append(entry)
+            continue
+        est = estimate_for(preset, precision=precision, stage=stage, offload_optimizer=offload_optimizer,
+                           offload_param=offload_param, num_gpus=workers, micro_batch=micro, seq_len=max_length,
+                           gradient_checkpointing=checkpointing)
+        entry["estimate"] = {"weights_gb": est.weights / GB, "grads_gb": est.grads / GB,
+                             "optimizer_states_gb": est.optimizer_states / GB, "activations_gb": est.activations / GB,
+                             "total_gb": est.total / GB, "cpu_gb": est.cpu_bytes / GB}
+        if gpu > 0:
+            # a fractional GPU shares the device with other trials; a worker uses one device
+            entry["fits"] = fits(est, min(gpu, 1.0) * entry["gpu_memory_gb"] * GB)
+        else:
+            entry["note"] = "CPU trials (resources.gpu: 0): not checked against GPU memory"
+        out.append(entry)
+    return out
+
+
+def format_memory(estimates: list[dict]) -> list[str]:
+    """The plan's memory lines: one per distinct setting, a warning line where it does not fit."""
+    if not estimates:
+        return []
+    lines = ["", "memory per GPU (estimate: weights, gradients, optimizer states, activations; "
+                 "not the CUDA context or fragmentation):"]
+    for e in estimates:
+        setting = (f"{e['model']} [{'+'.join(e['stages'])}, {e['jobs']} jobs] {e['precision']}, "
+                   + (f"ZeRO-{e['zero_stage']}" if e["zero_stage"] else "no ZeRO")
+                   + (f", offload optimizer {e['offload_optimizer']}" if e["offload_optimizer"] != "none" else "")
+                   + (f", offload params {e['offload_param']}" if e["offload_param"] != "none" else "")
+                   + f", {e['workers']} worker{'s' if e['workers'] > 1 else ''}"
+                   + (", gradient checkpointing" if e["gradient_checkpointing"] else "")
+                   + f", micro-batch {e['micro_batch']} x {e['max_length']} tokens")
+        est = e["estimate"]
+        if est is None:
+            lines.append(f"  {setting}: {e['note']}")
+            continue
+        lines.append(f"  {setting}: {est['total_gb']:.1f} GB per GPU (weights {est['weights_gb']:.1f}, "
+                     f"grads {est['grads_gb']:.1f}, optimizer {est['optimizer_states_gb']:.1f}, "
+                     f"activations {est['activations_gb']:.1f})"
+                     + (f"; CPU memory for offload {est['cpu_gb']:.1f} GB (whole node)" if est["cpu_gb"] else ""))
+        if e["note"]:
+            lines.append(f"    {e['note']}")
+        if e["fits"] is False:
+            available = min(e["gpu_per_worker"], 1.0) * e["gpu_memory_gb"]
+            lines.append(f"    warning: does not fit: {est['total_gb']:.1f} GB > {available:.0f} GB of GPU memory"
+                         f"{' (assumed)' if e['gpu_memory_assumed'] else ''} per worker; use more workers, "
+                         "a higher ZeRO stage, offload, gradient checkpointing or a smaller batch_size")
+    if any(e["gpu_memory_assumed"] and e["fits"] is not None for e in estimates):
+        lines.append(f"  (GPU memory {DEFAULT_GPU_MEMORY_GB:.0f} GB assumed; declare it with resources.gpu_memory_gb)")
+    return lines

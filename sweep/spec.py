@@ -223,6 +223,8 @@ class Resources(_Block):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
     workers: int = Field(1, ge=1)
+    # memory of one GPU, for `sweep plan`'s fit check (null: 80 GB is assumed, and said so)
+    gpu_memory_gb: float | None = Field(None, gt=0)
 
 
 class DeepSpeedBlock(_Block):
@@ -608,7 +610,7 @@ ADVERSARIAL = "adversarial"  # the hyperparameter naming an adversarial-training
 def _adversarial_names(configs: dict[str, dict]) -> list[str]:
     from trainables.adversarial import method_names  # only for specs that use adversarial training
 
-    return ["none", *method_names(), *configs]
+    return [*method_names(), *configs]  # method_names() starts with "none"
 
 
 def _parse_adversarial(value: Any, path: str, configs: dict[str, dict]) -> HyperParameter:
@@ -729,7 +731,7 @@ def _check_deepspeed(block: DeepSpeedBlock | None) -> DeepSpeedBlock | None:
 def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
     if not block.perturbations:
         return block
-    from trainables.perturb import validate_perturbation
+    from trainables.perturb import fixed_files, validate_perturbation
 
     checked = []
     for i, config in enumerate(block.perturbations):
@@ -738,6 +740,11 @@ def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
             checked.append(validate_perturbation(dict(config)))
         except ValueError as exc:
             raise SpecError(_join_field(path, str(exc)), _problem(str(exc))) from None
+        # a file without {language} is one file for every language: it must exist now, while a
+        # {language} file may be missing for some languages (the trial skips those, with a log line)
+        for name, file in fixed_files(checked[-1]).items():
+            if not Path(file).expanduser().is_file():
+                raise SpecError(f"{path}.{name}", f"file not found: {file}")
     labels = [perturbation_label(c) for c in checked]
     if len(set(labels)) != len(labels):
         raise SpecError("evaluation.perturbations", f"repeated perturbation: {labels}")

@@ -267,3 +267,71 @@ def test_invalid_configs_name_the_field(config, start, hint):
     assert str(err.value).startswith(start) and hint in str(err.value)
     with pytest.raises(ValueError):
         build_step(config)
+
+
+# --- a family whose step calls the encoder more than once: the dual encoder ------------------
+
+DUAL = SimpleNamespace(name="dual", info=SimpleNamespace(family="dual_encoder"))
+
+
+def make_dual_batch(n: int = 4, q_length: int = 7, c_length: int = 11, seed: int = 2) -> dict:
+    """Queries and candidates padded separately, to different lengths (as the collator does)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for side, length, shift in (("q", q_length, 0), ("c", c_length, 1)):
+        ids = torch.randint(5, 100, (n, length), generator=g)
+        ids[:, 0] = 0
+        mask = torch.ones(n, length, dtype=torch.long)
+        for i in range(n):
+            real = length - ((i + shift) % 3)
+            ids[i, real:], mask[i, real:] = 1, 0
+        batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"] = ids, mask
+    return batch
+
+
+def bound_of(key: str, s) -> tuple[str, float]:
+    if key.startswith(("fgm", "pgd")):
+        return s.norm, s.epsilon
+    if key.startswith("freelb"):
+        return s.norm, max(s.max_norm, s.init_mag)
+    if key == "smart":
+        return "position_linf", s.radius
+    if key == "r3f":
+        return "linf", s.eps
+    return "std", s.eps  # normal noise: no hard bound, standard deviation eps
+
+
+@pytest.mark.parametrize("lengths", [(7, 11), (9, 9)], ids=["different_padding", "same_shape"])
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_dual_encoder_batch(key, lengths):
+    from trainables.families.retrieval import DualEncoderHead
+
+    model = make_model()
+    model.heads["dual"] = DualEncoderHead(0.05)
+    batch = make_dual_batch(q_length=lengths[0], c_length=lengths[1])
+    deltas = record_deltas(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    step, value, g = run(CONFIGS[key], model, DUAL, batch)
+    assert math.isfinite(value) and all(torch.isfinite(t).all() for t in g.values())
+    # every perturbed pass perturbs both encoder calls, queries first, each with its own padding
+    assert deltas and len(deltas) % 2 == 0
+    norm, bound = bound_of(key, step.settings)
+    for i, delta in enumerate(deltas):
+        mask = batch["q_attention_mask" if i % 2 == 0 else "c_attention_mask"]
+        assert delta.shape[:2] == mask.shape
+        assert torch.all(delta[mask == 0] == 0), "padding positions must not be perturbed"
+        if norm == "std":
+            assert abs(float(delta[mask == 1].std()) - bound) < 0.1 * bound
+            continue
+        size = delta.abs().amax(-1).max() if norm == "position_linf" else example_norms(delta, norm).max()
+        assert size <= bound * (1 + 1e-5)
+    if key.startswith(("fgm", "pgd", "freelb")):  # ascent moved each call's perturbation to the boundary
+        bound = step.settings.max_norm if key.startswith("freelb") else step.settings.epsilon
+        for delta in deltas[-2:]:
+            assert torch.allclose(example_norms(delta, step.settings.norm), torch.tensor(bound), rtol=1e-3)
+    if key.startswith(("smart", "r3f")):
+        assert step.last["regulariser"] > 0
+    optimizer.step()
+    assert any(n.startswith("encoder.") and not torch.equal(p, before[n])
+               for n, p in model.named_parameters())

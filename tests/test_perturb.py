@@ -359,3 +359,33 @@ def test_unknown_family_and_missing_fields():
     with pytest.raises(TaskDataError, match="text_a"):
         perturb_dataset(datasets.Dataset.from_dict({"sentence": ["x"], "label": [0]}),
                         "classification", CONFIGS["casing"], seed=0, language="en")
+
+
+def test_labels_tell_ops_and_lexicons_apart_and_keep_the_old_ones():
+    import re
+
+    from trainables.perturb import validate_perturbation
+    from trainables.perturb.char_noise import OPS
+    from trainables.records import perturbation_label
+
+    def label(config):
+        return perturbation_label(validate_perturbation(config))  # as the spec and the trial see it
+
+    # configs without a list or a lexicon: the labels logged so far
+    assert label({"name": "char_noise", "rate": 0.1}) == "char_noise-rate0.1"
+    assert label({"name": "word_order", "window": 3}) == "word_order-window3"
+    assert label({"name": "char_noise", "rate": 0.1, "ops": list(OPS)}) == "char_noise-rate0.1"
+    assert label({"name": "attack"}) == "attack-budget3-reverseFalse-typos2"
+    # ops and lexicons now count
+    swap = label({"name": "char_noise", "rate": 0.1, "ops": ["swap"]})
+    assert swap == "char_noise-opsswap-rate0.1"
+    assert label({"name": "char_noise", "rate": 0.1, "ops": ["swap", "drop"]}) == "char_noise-opsswap_drop-rate0.1"
+    assert label({"name": "casing", "ops": ["upper"]}) != label({"name": "casing", "ops": ["lower"]})
+    de = label({"name": "code_switch", "lexicon": "/data/muse/en-de.txt"})
+    assert de == "code_switch-lexiconen-de-rate0.5-reverseFalse"
+    assert de != label({"name": "code_switch", "lexicon": "/data/muse/en-fr.txt"})
+    assert label({"name": "code_switch", "lexicon": "muse/en-{language}.txt"}) == \
+        "code_switch-lexiconen-language-rate0.5-reverseFalse"
+    assert label({"name": "attack", "lexicon": "x/en-de.txt"}) == "attack-budget3-lexiconen-de-reverseFalse-typos2"
+    for text in (swap, de):
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", text)

@@ -116,3 +116,22 @@ def test_fits_on_an_80gb_gpu() -> None:
 def test_estimate_rejects_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{message}"):
         estimate_memory(1000, **kwargs)
+
+
+def test_preset_for_a_hub_id_in_the_local_cache(tmp_path: Path, monkeypatch) -> None:
+    """Any hub encoder whose config.json is in the Hugging Face cache is estimated; nothing is downloaded."""
+    import huggingface_hub.constants
+
+    repo = tmp_path / "models--someone--cached-encoder"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
+        "vocab_size": 500}))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    p = preset_for("someone/cached-encoder")
+    assert (p.name, p.layers, p.hidden, p.heads, p.intermediate, p.vocab, p.max_positions) == \
+        ("someone/cached-encoder", 3, 64, 4, 128, 500, 514)
+    assert preset_for("someone/not-cached") is None
+    assert preset_for("not a valid repo id!") is None

@@ -621,3 +621,49 @@ def test_demo_spec_is_valid():
     assert len(spec.intermediate) == len(raw["intermediate"])
     assert [t.task for t in spec.targets] == [t if isinstance(t, str) else t["task"] for t in raw["targets"]]
     assert spec.seeds == tuple(raw["seeds"])
+
+
+# ---- evaluation perturbations: lexicon files, labels
+
+def test_lexicon_without_language_must_exist_and_with_language_may_be_missing(tmp_path):
+    def spec(*perturbations):
+        return spec_with(evaluation={"perturbations": list(perturbations)})
+
+    for name, extra in (("code_switch", {}), ("attack", {"typos": 0})):
+        with pytest.raises(SpecError) as info:
+            parse_spec(spec({"name": "char_noise"}, {"name": name, "lexicon": "muse/en-de.txt", **extra}),
+                       source=SOURCE)
+        assert info.value.field == "evaluation.perturbations[1].lexicon"
+        assert str(info.value) == f"{SOURCE}: evaluation.perturbations[1].lexicon: file not found: muse/en-de.txt"
+    # a per-language path is checked per language when the trial runs (missing ones are skipped)
+    parse_spec(spec({"name": "code_switch", "lexicon": "muse/en-{language}.txt"}))
+    (tmp_path / "en-de.txt").write_text("dog Hund\n")
+    parse_spec(spec({"name": "code_switch", "lexicon": str(tmp_path / "en-de.txt")}))
+    parse_spec(spec({"name": "attack"}))  # no lexicon at all: typos only
+
+
+def test_perturbations_differing_only_in_ops_or_lexicon_are_distinct(tmp_path):
+    for lexicon in ("en-de.txt", "en-fr.txt"):
+        (tmp_path / lexicon).write_text("dog Hund\n")
+    spec = parse_spec(spec_with(evaluation={"perturbations": [
+        {"name": "char_noise", "rate": 0.1, "ops": ["swap"]},
+        {"name": "char_noise", "rate": 0.1, "ops": ["drop", "insert"]},
+        {"name": "code_switch", "lexicon": str(tmp_path / "en-de.txt")},
+        {"name": "code_switch", "lexicon": str(tmp_path / "en-fr.txt")}]}))
+    assert len(spec.evaluation.perturbations) == 4
+    with pytest.raises(SpecError, match="repeated perturbation"):
+        parse_spec(spec_with(evaluation={"perturbations": [
+            {"name": "char_noise", "ops": ["swap", "drop"]}, {"name": "char_noise", "ops": ["swap", "drop"]}]}))
+
+
+def test_unknown_adversarial_configuration_lists_each_name_once():
+    data = with_hp("intermediate", adversarial="frelb")
+    data["adversarial"] = {"smart3": {"method": "smart", "ascent_steps": 3}}
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source=SOURCE)
+    message = str(info.value)
+    assert info.value.field == "hyperparameters.intermediate.adversarial", message
+    assert "did you mean 'freelb'" in message
+    known = message.split("known: ")[1].split(", ")
+    assert known[0] == "none" and len(known) == len(set(known))
+    assert {"none", "fgm", "pgd", "freelb", "smart", "r3f", "smart3"} == set(known)

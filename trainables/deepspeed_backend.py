@@ -221,6 +221,13 @@ class DeepSpeedOptimization:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="ds-ckpt-"))
 
     def backward(self, loss: torch.Tensor) -> None:
+        """``engine.backward``: may be called several times per micro-batch (FreeLB: once per
+        ascent step); each call reduces its gradients once into ZeRO's accumulation buffers and
+        ``update`` is the boundary, so they add up like accumulated micro-batches (DeepSpeed's
+        ``global_samples`` counter then counts backward calls, not micro-batches). A graph that
+        went through the engine must be differentiated only here: the engine hooks its outputs,
+        so a ``torch.autograd.grad`` over them runs its reduction on empty buckets (the
+        adversarial methods take perturbation-only gradients on ``model.probe_task`` passes)."""
         self.engine.backward(loss)
 
     def update(self) -> None:

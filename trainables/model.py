@@ -56,6 +56,19 @@ class MultiTaskModel(nn.Module):
         logits = family.forward(self, self.heads[task.name], batch)
         return family.loss(logits, batch), logits
 
+    def probe_task(self, task: Task, batch: dict) -> tuple[torch.Tensor, object]:
+        """``forward_task`` for a pass whose graph is only differentiated with respect to an
+        input perturbation (``torch.autograd.grad``: the ascent passes of PGD and SMART), never
+        backpropagated into the parameters.
+
+        It skips a DeepSpeed engine or DDP wrapper that ``forward_task`` is routed through
+        (``route_forward_task``): the engine hooks its forward's outputs and would take that
+        gradient for a backward of the step (and reduce empty buckets), and DDP expects a
+        parameter backward after each of its forwards. Parameters are not partitioned under
+        ZeRO 0-2; ZeRO-3's per-module hooks gather them.
+        """
+        return type(self).forward_task(self, task, batch)
+
     def forward(self, task: Task, batch: dict) -> tuple[torch.Tensor, object]:
         """``model(task, batch)``: the same as ``forward_task``, through module hooks (DeepSpeed)."""
         return self.forward_task(task, batch)

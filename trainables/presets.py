@@ -59,12 +59,15 @@ PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
 
 
 def preset_for(model_id: str) -> ModelPreset | None:
-    """The preset of a known hub id, else the shapes in a local directory's config.json, else None."""
+    """The preset of a known hub id, else the shapes in a local directory's config.json, else
+    those of a hub id's config.json in the local Hugging Face cache (no network), else None."""
     if model_id in PRESETS:
         return PRESETS[model_id]
     config_file = Path(model_id).expanduser() / "config.json"
     if not config_file.is_file():
-        return None
+        config_file = cached_hub_config(model_id)
+        if config_file is None:
+            return None
     try:
         config = json.loads(config_file.read_text())
         return ModelPreset(name=model_id, layers=config["num_hidden_layers"], hidden=config["hidden_size"],
@@ -73,6 +76,17 @@ def preset_for(model_id: str) -> ModelPreset | None:
                            type_vocab=config.get("type_vocab_size", 1))
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{config_file}: not an encoder config ({exc})") from None
+
+
+def cached_hub_config(model_id: str) -> Path | None:
+    """A hub model's config.json if the local Hugging Face cache has it; never downloads."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # not a valid repo id, or no huggingface_hub: no estimate, not an error
+        return None
+    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,39 @@ def perturbation_label(config: dict) -> str:
     Perturbed metrics are logged as ``<task>.<label>/<metric>/<lang>`` (and the drop of the
     main metric from clean as ``<task>.<label>/drop/<lang>``), so the report can pair them
     with the clean ``<task>/<metric>/<lang>``.
+
+    Every setting counts, so configs that differ in any of them get different labels: a list
+    (``ops``) is joined with ``_`` (``char_noise-opsswap_drop-rate0.1``; ``+`` is not
+    MLflow-safe) and left out when it is the perturbation's default, so labels of configs
+    without one are as before; a lexicon is named by its file stem (``lexiconen-de``,
+    ``lexiconen-language`` for ``en-{language}.txt``). Only ``[A-Za-z0-9_.-]`` remain.
     """
     import re
+    from pathlib import PurePath
 
-    parts = [str(config["name"])] + [f"{k}{v}" for k, v in sorted(config.items())
-                                     if k not in ("name", "lexicon") and not isinstance(v, (dict, list))
-                                     and v not in (None, "")]
+    defaults = _perturbation_defaults(str(config["name"]))
+    parts = [str(config["name"])]
+    for key, value in sorted(config.items()):
+        if key == "name" or isinstance(value, dict) or value in (None, ""):
+            continue
+        if isinstance(value, (list, tuple)):
+            if tuple(value) == tuple(defaults.get(key, ())) or not value:
+                continue
+            value = "_".join(map(str, value))
+        elif key == "lexicon":
+            value = PurePath(str(value)).stem
+        parts.append(f"{key}{value}")
     return re.sub(r"[^A-Za-z0-9_.-]", "", "-".join(parts))
+
+
+def _perturbation_defaults(name: str) -> dict:
+    """Default settings of a perturbation ({} for one this checkout does not know)."""
+    import dataclasses
+
+    try:
+        from trainables.perturb import PERTURBATIONS
+
+        settings = PERTURBATIONS[name].Settings
+    except (ImportError, KeyError):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(settings) if f.default is not dataclasses.MISSING}

@@ -161,7 +161,7 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
     caller decides where to keep it. ``step_fn`` is what one micro-batch does (plain or an
     adversarial method), ``optimization`` builds the optimizer side (plain AdamW or DeepSpeed).
-    Returns the final summary (best dev score and epoch).
+    Returns the final summary (best dev score and epoch, and the epoch a resumed run continued from).
     """
     collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
     batches = MultiTaskBatches(features, collators, settings.batch_size, mixing)
@@ -205,4 +205,6 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         state = {"optimization": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "step": step}
         on_epoch_end(epoch, metrics, improved, state)
-    return {"best": best, "best_epoch": best_epoch, "steps": step}
+    # resumed_from_epoch: how many finished epochs a resumed run continued after (None: not resumed)
+    return {"best": best, "best_epoch": best_epoch, "steps": step,
+            "resumed_from_epoch": start_epoch if resume else None}

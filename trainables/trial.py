@@ -168,6 +168,8 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
         "trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage, "metrics": metrics,
         "hparams": hp, "best_epoch": summary.get("best_epoch"), "steps": summary.get("steps"),
         "oom_retries": oom_retries,
+        # finished epochs this trial continued after, from resume/state.pt (a retry, a restart)
+        "resumed_from_epoch": summary.get("resumed_from_epoch"),
         "model_dir": str(out / "model") if (out / "model").is_dir() else None,
         "elapsed_s": time.time() - started, "config": asdict(cfg),
     }
@@ -272,6 +274,8 @@ def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...]
 
     Each evaluation-time perturbation adds ``<task>.<label>/<metric>/<lang>`` on the perturbed
     test set and ``<task>.<label>/drop/<lang>``, the clean main metric minus the perturbed one.
+    A perturbation that cannot run in a language (no ``{language}`` lexicon file for it) is
+    skipped there with a log line: no metric, and its ``/avg`` is over the languages it ran in.
     """
     family = get_family(task.info.family)
     model.eval()
@@ -291,6 +295,10 @@ def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...]
         log.info("%s %s: %s", task.name, lang, {k: round(v, 4) for k, v in result.items()})
         for config in applicable:
             label = f"{task.name}.{perturbation_label(config)}"
+            missing = _unavailable(config, lang)
+            if missing:  # e.g. no `{language}` lexicon for this language (English, often)
+                log.info("%s %s: perturbation %s skipped: %s", task.name, lang, label, missing)
+                continue
             perturbed = _perturbed(task, model, tokenizer, data, config, perturbation_seed, lang, hp)
             scores = _evaluate(family, task, model, perturbed, tokenizer, hp)
             scores.pop("n", None)
@@ -329,6 +337,13 @@ def _applicable_perturbations(task: Task, perturbations) -> list[dict]:
             log.info("perturbation %s does not apply to %s (%s): skipped", config.get("name"),
                      task.name, task.info.family)
     return out
+
+
+def _unavailable(config: dict, language: str) -> str | None:
+    """Why a perturbation cannot run in ``language`` (a missing per-language lexicon), or None."""
+    from trainables.perturb import build_perturbation
+
+    return build_perturbation(config, language=language).unavailable()
 
 
 def _perturbed(task: Task, model, tokenizer, data, config: dict, seed: int, language: str, hp: dict):

@@ -3,14 +3,25 @@
 Every method is a ``TrainingStep`` (see ``trainables.steps``): it perturbs the output of the
 word-embedding layer through ``model.perturb_embeddings`` and sends every loss whose gradient
 must reach the parameters through ``backward`` (which scales for gradient accumulation and is
-DeepSpeed's backward under DeepSpeed). Gradients with respect to the perturbation itself are
-taken with ``torch.autograd.grad``, which leaves parameter gradients alone.
+DeepSpeed's backward under DeepSpeed). The gradient with respect to the perturbation itself
+comes either from that same ``backward`` (the perturbation is a leaf: ``Delta.backward_grads``,
+for passes that also train: FGM, PGD's clean pass, FreeLB) or, for passes that must not touch
+the parameters (PGD and SMART ascent), from ``torch.autograd.grad`` on a pass run with
+``model.probe_task``, which goes around a DeepSpeed engine / DDP wrapper. A graph that went
+through a DeepSpeed engine is never differentiated by anything but ``backward``: the engine
+hooks its outputs, and any other autograd pass over them would run (and break) its
+gradient reduction. Several ``backward`` calls in one micro-step (FreeLB: one per ascent
+step) accumulate like gradient accumulation, under ZeRO-2 too.
 
 Conventions used by all methods:
 
 * a perturbation ``delta`` has the shape of the embedding output ``(N, L, H)`` (``N`` = batch,
   or batch x choices for multiple choice); norms are per example, over all its positions;
-* padding positions (``attention_mask == 0``) are never perturbed;
+* a family whose forward pass calls the encoder more than once (the dual encoder: queries and
+  candidates, padded separately) gets one perturbation per call (``Delta`` slots), each with
+  its own per-sequence bound;
+* padding positions (``attention_mask == 0``, or each call's ``<side>_attention_mask``) are
+  never perturbed;
 * the symmetric KL of SMART and R3F is taken over the last logit dimension and averaged over
   positions: examples for classification / multiple choice, labelled tokens for tagging (positions
   whose ``labels`` are -100 are left out), sequence positions' distributions for QA start and end
@@ -18,10 +29,11 @@ Conventions used by all methods:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -128,38 +140,108 @@ def project(delta: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
     return delta * factor.view(-1, *([1] * (delta.dim() - 1))).to(delta.dtype)
 
 
-class Delta:
-    """The embedding hook of a method: adds ``self.value`` to the word embeddings.
+def call_mask(batch: dict, call: int, embeddings: torch.Tensor) -> torch.Tensor | None:
+    """(N, L, 1) mask of the real positions of the ``call``-th encoder call of a forward pass.
 
-    The value is created lazily on the first forward pass (so it has the embedding output's
-    shape, dtype and device) by ``init(embeddings)``; ``set`` replaces it between passes.
-    ``track=True`` makes the value a leaf that requires grad, for ``torch.autograd.grad``.
+    A family that encodes one sequence (group) per example has ``attention_mask``; one that
+    encodes several per example in separate calls (the dual encoder: queries, then candidates)
+    has one ``<side>_attention_mask`` per call, in the batch in the order it encodes them.
+    None when no mask lines up with ``embeddings`` (nothing is then masked).
+    """
+    if isinstance(batch.get("attention_mask"), torch.Tensor):
+        return position_mask(batch, embeddings)
+    masks = [v for k, v in batch.items()
+             if isinstance(k, str) and k.endswith("_attention_mask") and isinstance(v, torch.Tensor)]
+    if call >= len(masks):
+        return None
+    return position_mask({"attention_mask": masks[call]}, embeddings)
+
+
+class Delta:
+    """The embedding hook of a method: adds a perturbation to the word embeddings.
+
+    A family's forward pass may call the encoder more than once (the dual encoder embeds
+    queries and candidates separately, with their own padding), so the perturbation has one
+    *slot* per encoder call of a pass: ``values[i]`` is added to the output of the i-th call.
+    Apply it with ``with delta.applied(model): ...`` (one block = one forward pass), which
+    restarts the call count. A slot is created lazily on its first call (so it has that
+    call's shape, dtype and device) by ``init(embeddings, mask)``, with ``mask`` the
+    (N, L, 1) real-position mask or None; ``set`` replaces the values between passes. Norms
+    and bounds are per sequence of a slot, as for multiple choice (batch x choices).
+    ``track=True`` makes each value a leaf that requires grad: ``backward_grads`` after the
+    step's ``backward`` of a training pass, or ``grads`` of a ``model.probe_task`` pass.
     """
 
-    def __init__(self, init: Callable[[torch.Tensor], torch.Tensor], batch: dict) -> None:
+    def __init__(self, init: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+                 batch: dict) -> None:
         self.init = init
         self.batch = batch
-        self.value: torch.Tensor | None = None
-        self.mask: torch.Tensor | None = None
+        self.values: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor | None] = []
         self.track = True
+        self._call = 0
+
+    @contextlib.contextmanager
+    def applied(self, model) -> Iterator[None]:
+        """One forward pass with the perturbation (``model.perturb_embeddings(self)``)."""
+        self._call = 0
+        with model.perturb_embeddings(self):
+            yield
 
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
-        if self.value is None:
-            self.mask = position_mask(self.batch, embeddings)
-            self.set(self.init(embeddings))
-        if self.value.shape != embeddings.shape:
-            raise RuntimeError(f"embedding output changed shape within a step: "
-                               f"{tuple(self.value.shape)} -> {tuple(embeddings.shape)}")
-        return embeddings + self.value
+        call = self._call
+        self._call += 1
+        if call == len(self.values):
+            mask = call_mask(self.batch, call, embeddings)
+            self.masks.append(mask)
+            self.values.append(self._prepare(self.init(embeddings, mask), mask))
+        value = self.values[call]
+        if value.shape != embeddings.shape:
+            raise RuntimeError(f"embedding output of encoder call {call} changed shape within a "
+                               f"step: {tuple(value.shape)} -> {tuple(embeddings.shape)}")
+        return embeddings + value
 
-    def set(self, value: torch.Tensor) -> None:
+    def _prepare(self, value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         value = value.detach()
-        if self.mask is not None:
-            value = value * self.mask.to(value.dtype)
-        self.value = value.requires_grad_(self.track)
+        if mask is not None:
+            value = value * mask.to(value.dtype)
+        return value.requires_grad_(self.track)
+
+    def set(self, values: list[torch.Tensor]) -> None:
+        """New values, one per slot (padding positions are zeroed)."""
+        if len(values) != len(self.values):
+            raise ValueError(f"{len(values)} values for {len(self.values)} perturbation slots")
+        self.values = [self._prepare(v, m) for v, m in zip(values, self.masks)]
+
+    def map(self, fn: Callable[..., torch.Tensor], *others: list[torch.Tensor]) -> None:
+        """``set([fn(value_i, other_i, ...) for each slot])``, on detached values."""
+        self.set([fn(v.detach(), *rest) for v, *rest in zip(self.values, *others)])
+
+    def grads(self, loss: torch.Tensor, *, retain_graph: bool = False) -> list[torch.Tensor]:
+        """d loss / d value of each slot (zeros for a slot the loss does not depend on);
+        parameter gradients are left alone. Only for a pass run with ``model.probe_task``
+        (see there: a graph through a DeepSpeed engine must only be differentiated by its
+        ``backward``); after a training pass, use ``backward_grads``."""
+        found = torch.autograd.grad(loss, self.values, retain_graph=retain_graph, allow_unused=True)
+        return [torch.zeros_like(v) if g is None else g for v, g in zip(self.values, found)]
+
+    def backward_grads(self) -> list[torch.Tensor]:
+        """The gradient of each (tracked) slot left by the step's ``backward`` of a pass.
+
+        It is scaled as ``backward`` scales the loss (gradient accumulation, DeepSpeed's
+        accumulation steps, an fp16 loss scale), which the ascent directions (``direction``)
+        do not depend on; one backward gives both the parameter and the perturbation gradient.
+        """
+        return [torch.zeros_like(v) if v.grad is None else v.grad.detach() for v in self.values]
+
+    def max_norm(self, norm: str) -> float:
+        """The largest per-sequence norm over all slots (nan before the first pass)."""
+        if not self.values:
+            return math.nan
+        return float(max(example_norms(v, norm).max() for v in self.values))
 
 
-def zeros(embeddings: torch.Tensor) -> torch.Tensor:
+def zeros(embeddings: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     return torch.zeros_like(embeddings)
 
 

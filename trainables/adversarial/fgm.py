@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
                                          validate_settings, zeros)
@@ -39,13 +37,13 @@ class FGM(AdversarialMethod):
     def __call__(self, model, task, batch, backward):
         s = self.settings
         delta = Delta(zeros, batch)
-        with model.perturb_embeddings(delta):
+        with delta.applied(model):
             loss, _ = model.forward_task(task, batch)
-        grad, = torch.autograd.grad(loss, delta.value, retain_graph=True)
         backward(loss)
+        grads = delta.backward_grads()
         delta.track = False
-        delta.set(s.epsilon * direction(grad, s.norm))
-        with model.perturb_embeddings(delta):
+        delta.set([s.epsilon * direction(g, s.norm) for g in grads])
+        with delta.applied(model):
             adv_loss, _ = model.forward_task(task, batch)
         backward(s.adv_weight * adv_loss)
         self.last = {"clean": float(loss.detach()), "adversarial": float(adv_loss.detach())}

@@ -7,14 +7,13 @@ Cost: K forward-backward passes. With K = 1 and ``init_mag = 0`` it is the plain
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
-                                         example_norms, project, validate_settings)
+                                         project, validate_settings)
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,17 @@ def validate(settings: dict) -> FreeLBSettings:
     return validate_settings(FreeLBSettings, settings, owner="freelb")
 
 
-def random_start(init_mag: float, norm: str, batch: dict):
-    """FreeLB's initialisation: uniform noise, for L2 scaled by init_mag / sqrt(#real entries)."""
-    def init(embeddings: torch.Tensor) -> torch.Tensor:
+def random_start(init_mag: float, norm: str):
+    """FreeLB's initialisation: uniform noise, for L2 scaled by init_mag / sqrt(#real entries).
+
+    ``mask`` is the (N, L, 1) real-position mask of the encoder call (``Delta`` passes it)."""
+    def init(embeddings: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if init_mag == 0:
             return torch.zeros_like(embeddings)
         noise = torch.empty_like(embeddings).uniform_(-1, 1)
         if norm == "linf":
             return noise * init_mag
-        mask = batch.get("attention_mask")
-        if mask is not None and mask.numel() == embeddings.shape[0] * embeddings.shape[1]:
+        if mask is not None:
             lengths = mask.reshape(embeddings.shape[0], -1).sum(1).to(embeddings.device).float()
         else:
             lengths = torch.full((embeddings.shape[0],), float(embeddings.shape[1]),
@@ -66,24 +66,24 @@ class FreeLB(AdversarialMethod):
     def __call__(self, model, task, batch, backward):
         s = self.settings
         k = s.adv_steps
-        delta = Delta(random_start(s.init_mag, s.norm, batch), batch)
+        delta = Delta(random_start(s.init_mag, s.norm), batch)
         losses = []
+
+        def ascend(value, grad):
+            value = value + s.adv_lr * direction(grad, s.norm)
+            return project(value, s.max_norm, s.norm) if s.max_norm > 0 else value
+
         for step in range(k):
             delta.track = step < k - 1
-            with model.perturb_embeddings(delta):
+            with delta.applied(model):
                 loss, _ = model.forward_task(task, batch)
             losses.append(float(loss.detach()))
-            if step < k - 1:
-                grad, = torch.autograd.grad(loss, delta.value, retain_graph=True)
             backward(loss / k)
             if step == k - 1:
                 break
-            value = delta.value.detach() + s.adv_lr * direction(grad, s.norm)
-            if s.max_norm > 0:
-                value = project(value, s.max_norm, s.norm)
+            grads = delta.backward_grads()  # the same backward gave the perturbation's gradient
             delta.track = True
-            delta.set(value)
-        norms = example_norms(delta.value, s.norm) if delta.value is not None else None
+            delta.map(ascend, grads)
         self.last = {"clean": losses[0], "adversarial": sum(losses) / k,
-                     "delta_norm": float(norms.max()) if norms is not None else math.nan}
+                     "delta_norm": delta.max_norm(s.norm)}
         return losses[0]

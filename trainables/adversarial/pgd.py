@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
                                          project, validate_settings, zeros)
@@ -45,19 +43,20 @@ class PGD(AdversarialMethod):
     def __call__(self, model, task, batch, backward):
         s = self.settings
         delta = Delta(zeros, batch)
-        with model.perturb_embeddings(delta):
+        with delta.applied(model):
             loss, _ = model.forward_task(task, batch)
-        grad, = torch.autograd.grad(loss, delta.value, retain_graph=True)
         backward(loss)
+        grads = delta.backward_grads()
         for step in range(s.steps):
             delta.track = step < s.steps - 1
-            delta.set(project(delta.value + s.step_size * direction(grad, s.norm), s.epsilon, s.norm))
+            delta.map(lambda v, g: project(v + s.step_size * direction(g, s.norm), s.epsilon, s.norm),
+                      grads)
             if step == s.steps - 1:
                 break
-            with model.perturb_embeddings(delta):
-                ascent_loss, _ = model.forward_task(task, batch)
-            grad, = torch.autograd.grad(ascent_loss, delta.value)
-        with model.perturb_embeddings(delta):
+            with delta.applied(model):
+                ascent_loss, _ = model.probe_task(task, batch)
+            grads = delta.grads(ascent_loss)
+        with delta.applied(model):
             adv_loss, _ = model.forward_task(task, batch)
         backward(s.adv_weight * adv_loss)
         self.last = {"clean": float(loss.detach()), "adversarial": float(adv_loss.detach())}

@@ -40,7 +40,7 @@ class R3F(AdversarialMethod):
     name = "r3f"
     Settings = R3FSettings
 
-    def noise(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def noise(self, embeddings: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         eps = self.settings.eps
         if self.settings.noise == "uniform":
             return torch.empty_like(embeddings).uniform_(-eps, eps)
@@ -50,7 +50,7 @@ class R3F(AdversarialMethod):
         loss, logits = model.forward_task(task, batch)
         delta = Delta(self.noise, batch)
         delta.track = False
-        with model.perturb_embeddings(delta):
+        with delta.applied(model):
             _, noisy = model.forward_task(task, batch)
         regulariser = symmetric_kl(logits, noisy, batch)
         backward(loss + self.settings.reg_lambda * regulariser)

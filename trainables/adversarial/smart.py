@@ -61,19 +61,18 @@ class SMART(AdversarialMethod):
         s = self.settings
         loss, logits = model.forward_task(task, batch)
         std = math.sqrt(s.noise_var)
-        delta = Delta(lambda e: torch.randn_like(e) * std, batch)
+        delta = Delta(lambda e, _mask: torch.randn_like(e) * std, batch)
         # at zero noise the KL is at its minimum and its gradient vanishes (up to rounding that
         # the normalisation would blow up), so the ascent is skipped: the regulariser stays 0
         for _ in range(s.ascent_steps if s.noise_var > 0 else 0):
-            with model.perturb_embeddings(delta):
-                _, noisy = model.forward_task(task, batch)
+            with delta.applied(model):
+                _, noisy = model.probe_task(task, batch)
             kl = symmetric_kl(detach_logits(logits), noisy, batch)
-            grad, = torch.autograd.grad(kl, delta.value)
-            delta.set(linf_normalise(delta.value.detach() + s.step_size * grad, s.radius, s.epsilon))
+            grads = delta.grads(kl)
+            delta.map(lambda v, g: linf_normalise(v + s.step_size * g, s.radius, s.epsilon), grads)
         delta.track = False
-        if delta.value is not None:
-            delta.set(delta.value)
-        with model.perturb_embeddings(delta):
+        delta.set(delta.values)
+        with delta.applied(model):
             _, noisy = model.forward_task(task, batch)
         regulariser = symmetric_kl(logits, noisy, batch, detach_targets=True)
         backward(loss + s.alpha * regulariser)

@@ -62,6 +62,14 @@ def build_perturbation(config: dict, *, language: str):
     return cls(settings, language=language)
 
 
+def fixed_files(config: dict) -> dict[str, str]:
+    """``{setting: path}`` of the files a (valid) config names without ``{language}``: they
+    are the same for every language, so a spec check can require that they exist."""
+    cls, settings = _settings(config)
+    paths = {field: str(getattr(settings, field) or "") for field in cls.files}
+    return {field: path for field, path in paths.items() if path and "{language}" not in path}
+
+
 # --- per-family application -------------------------------------------------------------------
 
 def _require(example: dict, fields: tuple[str, ...], family: str) -> None:
@@ -191,5 +199,5 @@ def changed_fraction(original, perturbed, family: str) -> float:
     return changed / total if total else 0.0
 
 
-__all__ = ["PERTURBATIONS", "build_perturbation", "changed_fraction", "perturb_dataset",
+__all__ = ["PERTURBATIONS", "build_perturbation", "changed_fraction", "fixed_files", "perturb_dataset",
            "perturbation_names", "register", "validate_perturbation"]

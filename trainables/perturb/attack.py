@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-import torch
-
 from trainables.perturb import register
 from trainables.perturb.base import Perturbation, file_digest, read_lexicon, split_words
 from trainables.perturb.char_noise import OPS as TYPO_OPS, typo
@@ -51,19 +49,19 @@ class Attack(Perturbation):
     name = "attack"
     Settings = AttackSettings
     families = ("classification",)
+    files = ("lexicon",)
 
     @cached_property
     def table(self) -> dict[str, tuple[str, ...]]:
         if not self.settings.lexicon:
             return {}
-        path = self.settings.lexicon.replace("{language}", self.language)
-        return read_lexicon(path, reverse=self.settings.reverse, owner=self.name)
+        return read_lexicon(self.file("lexicon"), reverse=self.settings.reverse, owner=self.name)
 
     def fingerprint(self):
         if not self.settings.lexicon:
             return ""
         self.table  # noqa: B018
-        return file_digest(self.settings.lexicon.replace("{language}", self.language))
+        return file_digest(self.file("lexicon"))
 
     def substitutes(self, word: str, rng: random.Random) -> list[str]:
         out = []
@@ -114,6 +112,8 @@ class Attack(Perturbation):
 def model_gold_probability(model, task, tokenizer, *, max_length: int = 128,
                            batch_size: int = 32) -> GoldProbability:
     """``gold_probability`` of a classification model (a ``MultiTaskModel`` with the task's head)."""
+    import torch  # here: the spec check imports this module in the torch-free driver
+
     from trainables.families import get_family
 
     family = get_family(task.info.family)

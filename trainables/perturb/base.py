@@ -99,10 +99,26 @@ class Perturbation:
     name: ClassVar[str]
     Settings: ClassVar[type]
     families: ClassVar[tuple[str, ...]] = FAMILIES
+    #: settings that name a file (a lexicon); ``{language}`` in one is the data's language
+    files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Any, *, language: str) -> None:
         self.settings = settings
         self.language = language
+
+    def file(self, field: str) -> str:
+        """The path a file setting names for this language ('' when not set)."""
+        return str(getattr(self.settings, field) or "").replace("{language}", self.language)
+
+    def unavailable(self) -> str | None:
+        """Why this perturbation cannot run in ``self.language`` (a file it needs, such as the
+        ``{language}`` lexicon, does not exist for it), or None. The trial then skips it for
+        that language; a bad file that exists still fails when it is read."""
+        for field in self.files:
+            path = self.file(field)
+            if path and not Path(path).expanduser().is_file():
+                return f"{field} file {path} not found"
+        return None
 
     def fingerprint(self) -> str:
         """What, besides the settings, decides the output (a lexicon's content)."""

@@ -60,10 +60,11 @@ def translate(word: str, table: dict[str, tuple[str, ...]], rng: random.Random) 
 class CodeSwitch(WordPerturbation):
     name = "code_switch"
     Settings = CodeSwitchSettings
+    files = ("lexicon",)
 
     @property
     def path(self) -> str:
-        return self.settings.lexicon.replace("{language}", self.language)
+        return self.file("lexicon")
 
     @cached_property
     def table(self) -> dict[str, tuple[str, ...]]:

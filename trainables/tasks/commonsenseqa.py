@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.families.multiple_choice import choice_dataset
 from trainables.formats import read_json_lines
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
@@ -56,4 +55,6 @@ class CommonsenseQA(Task):
             stems.append(stem)
             choices.append(texts)
             labels.append(letters.index(key))
+        from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
+
         return choice_dataset(stems, [""] * len(stems), choices, labels)

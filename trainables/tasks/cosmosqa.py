@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 from typing import TYPE_CHECKING
 
-from trainables.families.multiple_choice import choice_dataset
 from trainables.formats import first_existing
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
@@ -53,6 +52,8 @@ class CosmosQA(Task):
         if rows and any(f not in rows[0] for f in _FIELDS):
             raise TaskDataError(f"task {self.name}: {where} lacks fields "
                                 f"{[f for f in _FIELDS if f not in rows[0]]}")
+        from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
+
         return choice_dataset([r["context"] for r in rows], [r["question"] for r in rows],
                               [[r[f"answer{i}"] for i in range(4)] for r in rows],
                               [int(r["label"]) for r in rows])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.families.multiple_choice import choice_dataset
 from trainables.formats import read_json_lines
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
@@ -54,5 +53,7 @@ class HellaSwag(Task):
             where = f"hub Rowan/hellaswag {split}"
         column_check(self, data, ("ctx", "endings", "label"), where)
         rows = [r for r in data if str(r["label"]).strip() != ""]
+        from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
+
         return choice_dataset([r["ctx"] for r in rows], [""] * len(rows), [r["endings"] for r in rows],
                               [int(r["label"]) for r in rows])

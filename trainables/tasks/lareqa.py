@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from trainables.families.retrieval import pool_dataset
 from trainables.formats import first_existing
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
@@ -121,6 +120,8 @@ class Lareqa(Task):
                 return datasets.Dataset.from_dict(
                     {"query": [q for q, _ in questions.values()],
                      "candidate": [sentences[i] for _, i in questions.values()]})
+            from trainables.families.retrieval import pool_dataset  # torch: not in the driver
+
             return pool_dataset([q for q, _ in questions.values()], sentences,
                                 [[i] for _, i in questions.values()])
         if split != "test" and split != "dev":
@@ -139,4 +140,6 @@ class Lareqa(Task):
                 if lang == language:
                     own[qid] = question
             pool += sentences
+        from trainables.families.retrieval import pool_dataset  # torch: not in the driver
+
         return pool_dataset(list(own.values()), pool, [sorted(answer_of[q]) for q in own])

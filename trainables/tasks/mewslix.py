@@ -25,7 +25,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.families.retrieval import pool_dataset
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
@@ -110,6 +109,8 @@ class MewsliX(Task):
             entities = list(dict.fromkeys(p[1] for p in pairs))
             index = {e: i for i, e in enumerate(entities)}
             text = {p[1]: p[2] for p in pairs}
+            from trainables.families.retrieval import pool_dataset  # torch: not in the driver
+
             return pool_dataset([p[0] for p in pairs], [text[e] for e in entities],
                                 [[index[p[1]]] for p in pairs])
         if language not in self.info.languages:
@@ -131,4 +132,6 @@ class MewsliX(Task):
             relevant.append([index[entity]] if entity in index else [])
         if not queries:
             raise TaskDataError(f"task {self.name}: {split} split has no mentions in language {language!r}")
+        from trainables.families.retrieval import pool_dataset  # torch: not in the driver
+
         return pool_dataset(queries, texts, relevant)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.families.multiple_choice import choice_dataset
 from trainables.formats import first_existing, read_json_lines
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
@@ -44,6 +43,8 @@ def copa_dataset(task: Task, data, where: str) -> datasets.Dataset:
     unknown = sorted({r["question"] for r in rows} - set(QUESTIONS))
     if unknown:
         raise TaskDataError(f"task {task.name}: {where}: unknown question type(s) {unknown}")
+    from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
+
     return choice_dataset([r["premise"] for r in rows], [QUESTIONS[r["question"]] for r in rows],
                           [[r["choice1"], r["choice2"]] for r in rows], [int(r["label"]) for r in rows])
 
@@ -53,6 +54,8 @@ def siqa_dataset(task: Task, data, where: str) -> datasets.Dataset:
     missing = [f for f in _SIQA_FIELDS if f not in data.column_names]
     if missing:
         raise TaskDataError(f"task {task.name}: {where} lacks fields {missing}")
+    from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
+
     return choice_dataset([r["context"] for r in data], [r["question"] for r in data],
                           [[r["answerA"], r["answerB"], r["answerC"]] for r in data],
                           [int(r["label"]) - 1 for r in data])
