@@ -2,7 +2,7 @@
 
 Times one training step (forward, backward, no optimizer update) of each method on the same
 batch and a small random XLM-R (hidden 128, 4 layers, sequence 64, batch 16), takes the median
-over several repetitions and prints the ratio to the plain step, with the passes each method
+over several rounds (the methods in turn within a round) and prints the ratio to the plain step, with the passes each method
 makes, counted with hooks: encoder forward passes, backward passes through the encoder
 (including those that only compute the perturbation's gradient) and ``backward`` calls (losses
 whose gradient reaches the parameters). FreeLB with K steps makes K of each.
@@ -83,20 +83,28 @@ def count_passes(model: MultiTaskModel, config, data: dict) -> tuple[int, int, i
     return counts["forward"], counts["backward"], counts["param"]
 
 
-def time_step(model: MultiTaskModel, config, data: dict, repeats: int, device: str) -> float:
-    step = build_step(config)
-    times = []
-    for i in range(repeats + 2):  # two warm-up steps
-        model.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step(model, TASK, data, lambda loss: loss.backward())
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def one_step(model: MultiTaskModel, step, data: dict, device: str) -> float:
+    model.zero_grad(set_to_none=True)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step(model, TASK, data, lambda loss: loss.backward())
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_steps(model: MultiTaskModel, data: dict, repeats: int, device: str) -> dict[str, float]:
+    """Median step time per method, the methods taken in turn within each round (plus two
+    warm-up rounds), so a burst of load on a shared machine hits every method alike."""
+    steps = {name: build_step(config) for name, config in METHODS.items()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(repeats + 2):
+        for name, step in steps.items():
+            seconds = one_step(model, step, data, device)
+            if round_ >= 2:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,13 +124,12 @@ def main(argv: list[str] | None = None) -> None:
              args.device, args.hidden, args.layers, args.batch, args.length, args.repeats)
     log.info("%-18s %8s %9s %9s %10s %7s", "method", "forward", "backward", "param-bw",
              "median ms", "ratio")
-    plain = None
-    for name, config in METHODS.items():
-        forward, backward, param = count_passes(model, config, data)
-        seconds = time_step(model, config, data, args.repeats, args.device)
-        plain = plain or seconds
+    passes = {name: count_passes(model, config, data) for name, config in METHODS.items()}
+    medians = time_steps(model, data, args.repeats, args.device)
+    plain = medians["plain"]
+    for name, (forward, backward, param) in passes.items():
         log.info("%-18s %8d %9d %9d %10.1f %7.2f", name, forward, backward, param,
-                 1000 * seconds, seconds / plain)
+                 1000 * medians[name], medians[name] / plain)
 
 
 if __name__ == "__main__":
