@@ -2,8 +2,8 @@
 
 Times one training step (forward, backward, no optimizer update) of each method on the same
 batch and a small random XLM-R (hidden 128, 4 layers, sequence 64, batch 16), takes the median
-over several rounds (the methods in turn within a round) and prints the ratio to the plain step, with the passes each method
-makes, counted with hooks: encoder forward passes, backward passes through the encoder
+over several rounds (the methods in turn within a round) and prints the ratio to the plain
+step, with the passes each method makes, counted with hooks: encoder forward passes, backward passes through the encoder
 (including those that only compute the perturbation's gradient) and ``backward`` calls (losses
 whose gradient reaches the parameters). FreeLB with K steps makes K of each.
 
