@@ -18,11 +18,19 @@ log = logging.getLogger("sweep")
 
 
 def tracking_uri_for(spec: Spec, cli_uri: str | None) -> str:
-    """--mlflow-uri, else the spec's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else sqlite."""
-    from sweep.tracking import default_tracking_uri
+    """--mlflow-uri, else the spec's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else sqlite
+    (beside the runs; under the cache dir when the storage is object storage)."""
+    from sweep.tracking import default_tracking_uri, local_tracking_uri
+    from trainables.storage import display, is_remote
 
     uri = cli_uri or spec.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
+        return uri
+    if is_remote(spec.storage):
+        uri = local_tracking_uri(spec.cache_dir, spec.name)
+        log.warning("storage %s is object storage, where a sqlite MLflow store cannot live: MLflow "
+                    "records go to %s on this machine only; set MLFLOW_TRACKING_URI (or --mlflow-uri) "
+                    "to a tracking server to keep them with the study", display(spec.storage), uri)
         return uri
     storage = Path(spec.storage).expanduser().resolve()
     storage.mkdir(parents=True, exist_ok=True)
@@ -63,8 +71,14 @@ def cmd_run(args) -> int:
         print(format_plan(plan))
         return 0
     from sweep.prepare import prepare_study
-    from sweep.run import run_study
+    from sweep.run import StudyPaths, run_study
+    from trainables import storage
 
+    if storage.is_remote(spec.storage):  # a missing bucket or no access: one line, before anything starts
+        try:
+            storage.check_access(StudyPaths(spec).root)
+        except storage.StorageError as exc:
+            raise SpecError("storage", str(exc), spec.source) from None
     uri = tracking_uri_for(spec, args.mlflow_uri)
     log.info("study %s: %d jobs; MLflow at %s", spec.name, len(plan.jobs), uri)
     prepare_study(spec)
@@ -102,17 +116,23 @@ def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[
             figures: bool = True, html: bool = True) -> None:
     from sweep.report import StudySource, generate_report
     from sweep.run import StudyPaths
+    from trainables import storage
 
     others = [load_spec(path) for path in compare]
     order = ["+".join(i) if i else "none" for i in spec.intermediate]
+    study = StudyPaths(spec)
     report, paths = generate_report(
-        uri, spec.experiment, spec.name, StudyPaths(spec).root, intermediate_order=order,
+        uri, spec.experiment, spec.name, study.local_root, intermediate_order=order,
         target_order=[t.task for t in spec.targets], group_by=group_by or default_group_by(spec),
         compare=[StudySource(tracking_uri_for(o, None), o.experiment, o.name) for o in others],
         figures=figures, html=html)
     print()
     print(paths["md"].read_text() if "md" in paths else report)
     print("report written to " + ", ".join(str(p) for k, p in paths.items() if k in ("md", "csv", "html")))
+    if study.remote:  # written locally, then copied beside the study's runs
+        for path in paths.values():
+            storage.upload_file(path, storage.join(study.root, Path(path).name))
+        print(f"report copied to {storage.display(study.root)}/")
     if "html" in paths:
         print(f"HTML report with figures: {Path(paths['html']).resolve().as_uri()}")
 
@@ -142,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run (or resume) a study on Ray Tune")
     p.add_argument("spec")
     p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
-    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite file in the storage path)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite file in the storage path; "
+                                        "under the cache dir for s3:// / gs:// storage)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--dry-run", action="store_true", help="validate and plan only; start nothing")
     p.set_defaults(func=cmd_run)

@@ -8,6 +8,11 @@ Layout of a study under the storage path::
     <storage>/<study>/ray/                                         # Ray Tune experiments
     <storage>/mlflow.db, <storage>/mlartifacts/                    # default MLflow store
 
+The storage path is a local or shared folder, or an object-storage URI (``s3://``, ``gs://``):
+every file access here goes through ``trainables.storage``, which keeps plain ``pathlib``
+behaviour for folders. With object storage, the default MLflow store is a sqlite file under
+the cache dir instead (``<cache_dir>/mlflow/<study>.db``): sqlite cannot live in a bucket.
+
 A job is complete when ``job.json`` exists; running the same spec again skips it. Within an
 unfinished job, trials with a ``result.json`` are skipped too, and a trial interrupted mid-way
 continues from its last finished epoch. With grid search (the default) all pending trials of a
@@ -17,7 +22,6 @@ count); Optuna search and ASHA run one Tuner per job, because they compare trial
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -36,8 +40,9 @@ from ray.tune import CLIReporter
 from sweep.plan import Job, Plan, canonical_hash
 from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
+from trainables import storage
 from trainables.tasks import task_info
-from trainables.records import ERROR_FILE, RESULT_FILE, read_result, write_json_atomic
+from trainables.records import ERROR_FILE, RESULT_FILE, read_result
 from trainables.tune_entry import tune_trial
 
 log = logging.getLogger(__name__)
@@ -66,18 +71,33 @@ class RunSummary:
 
 
 class StudyPaths:
+    """Where a study's files go: ``Path``s under a local storage folder, or URIs (``str``)
+    under an object-storage one (``remote``); ``trainables.storage`` reads and writes both."""
+
     def __init__(self, spec: Spec):
-        self.storage = Path(spec.storage).expanduser().resolve()
-        self.root = self.storage / spec.name
+        self.remote = storage.is_remote(spec.storage)
+        self.storage = spec.storage if self.remote else Path(spec.storage).expanduser().resolve()
+        self.root = storage.join(self.storage, spec.name)
+        self.cache_dir = Path(spec.cache_dir).expanduser()
 
-    def job_dir(self, job_id: str) -> Path:
-        return self.root / "jobs" / job_id
+    def job_dir(self, job_id: str) -> Path | str:
+        return storage.join(self.root, "jobs", job_id)
 
-    def trial_dir(self, job_id: str, trial_name: str) -> Path:
-        return self.job_dir(job_id) / "trials" / trial_name
+    def trial_dir(self, job_id: str, trial_name: str) -> Path | str:
+        return storage.join(self.job_dir(job_id), "trials", trial_name)
 
-    def job_file(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / JOB_FILE
+    def job_file(self, job_id: str) -> Path | str:
+        return storage.join(self.job_dir(job_id), JOB_FILE)
+
+    @property
+    def artifact_root(self) -> Path:
+        """A local MLflow artifact root (a tracking server keeps artifacts where it is set to)."""
+        return self.cache_dir / "mlflow" / "mlartifacts" if self.remote else self.storage / "mlartifacts"
+
+    @property
+    def local_root(self) -> Path:
+        """A local folder for the study's files (the report) before they go to ``root``."""
+        return storage.staging_dir(self.root, self.cache_dir) if self.remote else self.root
 
 
 def grid_points(space: dict) -> list[dict]:
@@ -143,7 +163,7 @@ class StudyRunner:
                                # a tracking server stores artifacts where it is configured to
                                # (--artifacts-destination: s3://, gs://); a local store beside it
                                artifact_root=None if tracking_uri.startswith(("http://", "https://"))
-                               else self.paths.storage / "mlartifacts")
+                               else self.paths.artifact_root)
         self.outcomes: dict[str, JobOutcome] = {}
         self.interrupted = False
         self._trial_dirs: dict[str, list[str]] = {}
@@ -151,9 +171,9 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.paths.root / "plan.json", self.plan.to_dict())
-        if any(not self.paths.job_file(j.id).is_file() for j in self.plan.jobs):
+        storage.makedirs(self.paths.root)
+        storage.write_json(storage.join(self.paths.root, "plan.json"), self.plan.to_dict())
+        if any(not storage.is_file(self.paths.job_file(j.id)) for j in self.plan.jobs):
             self._init_ray()
         self.tracker.start_study(self.plan, self.spec.source, self._study_params())
         try:
@@ -187,11 +207,17 @@ class StudyRunner:
             if not all(self.outcomes.get(d.id) and self.outcomes[d.id].status == "finished"
                        for d in dependents):
                 continue
-            trials = self.paths.job_dir(job.id) / "trials"
+            trials = storage.join(self.paths.job_dir(job.id), "trials")
             removed = 0
-            for model_dir in trials.glob("**/model") if trials.is_dir() else ():
-                shutil.rmtree(model_dir, ignore_errors=True)
-                removed += 1
+            if not self.paths.remote:
+                for model_dir in trials.glob("**/model") if trials.is_dir() else ():
+                    shutil.rmtree(model_dir, ignore_errors=True)
+                    removed += 1
+            for name in storage.list_dirs(trials) if self.paths.remote else ():
+                model_dir = storage.join(trials, name, "model")
+                if storage.is_dir(model_dir):
+                    storage.delete_dir(model_dir)
+                    removed += 1
             if removed:
                 log.info("removed the checkpoints of %s (%s): all %d dependent jobs finished",
                          job.id, job.label, len(dependents))
@@ -218,9 +244,9 @@ class StudyRunner:
         if done is not None and job.stage == "intermediate" and self._checkpoint_needed_again(job, done):
             log.info("intermediate job %s (%s) is trained again: its checkpoint was released and "
                      "a job that starts from it has not run", job.id, job.label)
-            self.paths.job_file(job.id).unlink()
-            for result in (self.paths.job_dir(job.id) / "trials").glob(f"**/{RESULT_FILE}"):
-                result.unlink()
+            storage.delete_file(self.paths.job_file(job.id))
+            for result in storage.find_files(storage.join(self.paths.job_dir(job.id), "trials"), RESULT_FILE):
+                storage.delete_file(result)
             done = None
         if done is not None:
             self.outcomes[job.id] = done
@@ -235,15 +261,14 @@ class StudyRunner:
         return True
 
     def _checkpoint_needed_again(self, job: Job, done: JobOutcome) -> bool:
-        if done.model_dir and Path(done.model_dir).is_dir():
+        if done.model_dir and storage.is_dir(done.model_dir):
             return False
-        return any(not self.paths.job_file(d.id).is_file() for d in self.plan.dependents(job.id))
+        return any(not storage.is_file(self.paths.job_file(d.id)) for d in self.plan.dependents(job.id))
 
     def _load_job(self, job: Job) -> JobOutcome | None:
-        path = self.paths.job_file(job.id)
-        if not path.is_file():
+        data = storage.read_json(self.paths.job_file(job.id))
+        if data is None:
             return None
-        data = json.loads(path.read_text())
         return JobOutcome(job.id, "finished", data.get("model_dir"), data.get("metrics", {}), resumed=True)
 
     # ------------------------------------------------------------------ trials
@@ -275,7 +300,7 @@ class StudyRunner:
         self._trial_dirs = {job_id: [t["output_dir"] for t in ts] for job_id, ts in trials.items()}
         pending = [t for j in grid_jobs for t in trials[j.id] if read_result(t["output_dir"]) is None]
         for trial in pending:  # an error left by an earlier run must not end the job early
-            (Path(trial["output_dir"]) / ERROR_FILE).unlink(missing_ok=True)
+            storage.delete_file(storage.join(trial["output_dir"], ERROR_FILE))
         for start in range(0, len(pending), TRIALS_PER_TUNER):
             batch = pending[start:start + TRIALS_PER_TUNER]
             self._fit({"trial": tune.grid_search(batch)}, grid_jobs,
@@ -300,7 +325,7 @@ class StudyRunner:
         dirs = self._trial_dirs.get(job_id)
         if job_id in self.outcomes or dirs is None:
             return
-        if all((Path(d) / "result.json").is_file() or d in self._errored for d in dirs):
+        if all(d in self._errored or storage.is_file(storage.join(d, RESULT_FILE)) for d in dirs):
             self._finish_job(self.plan.by_id[job_id], dirs, nested=len(dirs) > 1)
 
     def _run_searched_job(self, job: Job) -> None:
@@ -311,7 +336,7 @@ class StudyRunner:
         s = self.spec.search
         fixed, domains = tune_search_space(job.hyperparameters)
         base = self._base_trial(job, "", fixed)
-        base["output_dir"] = str(self.paths.job_dir(job.id) / "trials")
+        base["output_dir"] = str(storage.join(self.paths.job_dir(job.id), "trials"))
         search_alg = None
         if s.algorithm == "optuna":
             search_alg = OptunaSearch(metric=s.metric, mode=s.mode, seed=job.seed)
@@ -331,12 +356,12 @@ class StudyRunner:
                         if isinstance(v, dict) and "grid" in v}}
         # A search cut off in an earlier run starts over: its partial trials are discarded so
         # the job's record reflects exactly one search of num_samples trials.
-        shutil.rmtree(self.paths.job_dir(job.id) / "trials", ignore_errors=True)
+        storage.delete_dir(storage.join(self.paths.job_dir(job.id), "trials"))
         self._fit(param_space, [job], name=f"search-{job.id}-{int(time.time())}",
                   search_alg=search_alg, scheduler=scheduler, num_samples=num_samples)
         if not self.interrupted:
-            out = self.paths.job_dir(job.id) / "trials"
-            dirs = sorted(str(p) for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
+            out = storage.join(self.paths.job_dir(job.id), "trials")
+            dirs = [str(storage.join(out, name)) for name in storage.list_dirs(out)]
             self._finish_job(job, dirs, nested=True)
 
     def _fit(self, param_space: dict, jobs: list[Job], *, name: str, search_alg=None, scheduler=None,
@@ -355,8 +380,9 @@ class StudyRunner:
                                                "dev/score": "dev"},
                                max_report_frequency=30,
                                max_column_length=48)  # multi-task labels stay readable
-        storage = str(self.paths.root / "ray")
-        run_config = RunConfig(name=name, storage_path=storage, verbose=self.verbose,
+        # Ray Tune writes its experiment folders through pyarrow too: a URI works as it is
+        run_config = RunConfig(name=name, storage_path=str(storage.join(self.paths.root, "ray")),
+                               verbose=self.verbose,
                                failure_config=FailureConfig(max_failures=self.spec.max_failures),
                                callbacks=[callback], progress_reporter=reporter)
         tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
@@ -382,13 +408,13 @@ class StudyRunner:
         results, errors, stopped = [], [], []
         for d in trial_dirs:
             r = read_result(d)
-            err = Path(d) / ERROR_FILE
+            err = None if r is not None else storage.read_text(storage.join(d, ERROR_FILE))
             if r is not None:
                 results.append(r)
-            elif err.is_file():
-                errors.append(err.read_text().strip())
+            elif err is not None:
+                errors.append(err.strip())
             else:  # stopped early by the scheduler (ASHA) or killed without a word
-                stopped.append(Path(d).name)
+                stopped.append(storage.basename(d))
         if not results or (errors and not nested):
             error = errors[0] if errors else f"no trial finished ({len(stopped)} stopped)"
             log.error("job %s (%s) failed: %s", job.id, job.label, error)
@@ -403,7 +429,7 @@ class StudyRunner:
                                 log_checkpoint=self.spec.mlflow.log_checkpoints,
                                 extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
                                             "failed_trials": len(errors), "stopped_trials": len(stopped)})
-        write_json_atomic(self.paths.job_file(job.id),
+        storage.write_json(self.paths.job_file(job.id),
                           {"job": job.to_dict(), "best_trial": best["trial_id"], "model_dir": best.get("model_dir"),
                            "metrics": best["metrics"], "hparams": best["hparams"], "failed_trials": errors})
         self.outcomes[job.id] = outcome

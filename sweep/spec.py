@@ -287,7 +287,7 @@ class RawSpec(_Block):
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search: SearchConfig = SearchConfig()
     resources: Resources = Resources()
-    storage: str = "runs"
+    storage: str = "runs"               # a folder (local, NFS) or an s3:// / gs:// URI
     cache_dir: str = "~/.cache/xstilts"
     mlflow: MlflowConfig = MlflowConfig()
     tasks: dict[str, TaskOptionsBlock] = Field(default_factory=dict)
@@ -451,8 +451,24 @@ def _first_error(exc: ValidationError) -> SpecError:
 _UNION_TAGS = {"str", "list[str]", "TargetEntry", "int", "float", "function-after[_name_is_a_slug(), str]"}
 
 
+def _check_storage(storage: str, cache_dir: str) -> None:
+    """``storage``: a local / shared path, or an s3:// / gs:// URI (whether the bucket can be
+    reached is checked when `sweep run` starts); ``cache_dir``: always local."""
+    from trainables.storage import validate_location
+
+    if not storage.strip():
+        raise SpecError("storage", "must be a folder path or an s3:// / gs:// URI")
+    problem = validate_location(storage)  # the URI is not echoed: it might hold a secret
+    if problem:
+        raise SpecError("storage", problem)
+    if "://" in cache_dir:
+        raise SpecError("cache_dir", "must be a local folder (each node keeps its own cache; "
+                                     "object storage goes in `storage`)")
+
+
 def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
     names = task_names()
+    _check_storage(raw.storage, raw.cache_dir)
     intermediate = _check_intermediate(raw.intermediate, names)
     targets = _check_targets(raw.targets, names)
     if len(set(raw.seeds)) != len(raw.seeds):

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from sweep.plan import Job, Plan
+from trainables import storage
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,17 @@ _TUNE_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timesta
               "iterations_since_restore", "time_since_restore", "done"}
 
 
-def default_tracking_uri(storage: Path) -> str:
+def default_tracking_uri(storage_dir: Path) -> str:
     """A sqlite file beside the runs: MLflow 3 refuses plain ``file:`` stores."""
-    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+    return f"sqlite:///{(storage_dir / 'mlflow.db').resolve()}"
+
+
+def local_tracking_uri(cache_dir: str | Path, study: str) -> str:
+    """The default store of a study on object storage, where sqlite cannot live:
+    ``<cache_dir>/mlflow/<study>.db`` on the driver's machine."""
+    folder = Path(cache_dir).expanduser().resolve() / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / f'{study}.db'}"
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -162,9 +171,22 @@ class Tracker:
         if error:
             tags["error"] = error[:4000]
         self.client.log_batch(run_id, tags=[RunTag(f"{PREFIX}{k}", str(v)) for k, v in tags.items()])
-        if model_dir and log_checkpoint and Path(model_dir).is_dir():
-            self.client.log_artifacts(run_id, model_dir, "checkpoint")
+        if model_dir and log_checkpoint:
+            self._log_checkpoint(run_id, model_dir)
         self.client.set_terminated(run_id, status="FINISHED" if status == "finished" else "FAILED")
+
+    def _log_checkpoint(self, run_id: str, model_dir: str) -> None:
+        """The selected model under ``checkpoint/``; one in object storage goes through a
+        temporary local copy."""
+        if not storage.is_remote(model_dir):
+            if Path(model_dir).is_dir():
+                self.client.log_artifacts(run_id, model_dir, "checkpoint")
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="xstilts-checkpoint-") as tmp:
+            if storage.download_dir(model_dir, tmp):
+                self.client.log_artifacts(run_id, tmp, "checkpoint")
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         existing = self.client.get_run(run_id).data.params

@@ -241,19 +241,27 @@ class DeepSpeedOptimization:
         return {"deepspeed_checkpoint": str(self.checkpoint_dir), "tag": tag}
 
     def _prune(self, keep: str) -> None:
-        """Only the newest checkpoint is needed to resume; rank 0 removes older tags once all saved."""
+        """Only the newest checkpoint is needed to resume; older tags go once all ranks saved.
+
+        Every rank prunes its own folder: ranks may checkpoint into folders of their own (the
+        staging folders of a trial on object storage); a shared folder is pruned by whoever
+        gets there first.
+        """
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
-        if _rank() != 0:
-            return
         for old in self.checkpoint_dir.glob("step*"):
             if old.is_dir() and old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load_state_dict(self, state: dict) -> None:
-        path, _ = self.engine.load_checkpoint(state["deepspeed_checkpoint"], tag=state["tag"])
+        # the state names the folder it was saved in; a trial resumed elsewhere (another node's
+        # staging folder) finds the same checkpoint in its own folder
+        where = state["deepspeed_checkpoint"]
+        if (self.checkpoint_dir / state["tag"]).is_dir():
+            where = str(self.checkpoint_dir)
+        path, _ = self.engine.load_checkpoint(where, tag=state["tag"])
         if path is None:
-            raise FileNotFoundError(f"deepspeed_checkpoint: nothing at {state['deepspeed_checkpoint']} "
+            raise FileNotFoundError(f"deepspeed_checkpoint: nothing at {where} "
                                     f"(tag {state['tag']})")
 
 

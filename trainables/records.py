@@ -1,7 +1,8 @@
-"""A trial's files on disk, readable without importing torch (the driver reads them).
+"""A trial's files, readable without importing torch (the driver reads them).
 
 ``result.json`` is written last and atomically: its presence means the trial is complete.
-``error.txt`` holds the one-line reason of a trial that failed.
+``error.txt`` holds the one-line reason of a trial that failed. A trial folder is a local path
+or an object-storage URI (``trainables.storage``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def read_result(output_dir: str | Path) -> dict | None:
+    from trainables import storage
+
+    if storage.is_remote(output_dir):
+        return storage.read_json(storage.join(output_dir, RESULT_FILE))
     path = Path(output_dir) / RESULT_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -4,6 +4,13 @@ The driver passes a plain dict (``TrialConfig`` fields). ``run_trial`` works ins
 trial (``trainables.tune_entry``) and outside one (benchmarks, tests), reporting through a
 callback. Everything it writes goes under ``output_dir``: the selected model, a resume state
 while it runs, and ``result.json`` last — its presence means the trial is complete.
+
+``output_dir`` (and ``init_from``) may be object-storage URIs (``s3://``, ``gs://``; see
+``trainables.storage``). The trial then works in a local staging folder under the cache dir:
+it starts from a copy of the remote folder (``resume/``, ``model/``), uploads ``model/`` when an
+epoch improves and ``resume/`` after every epoch (``resume/state.pt`` last), and at the end
+writes ``result.json`` to the remote folder, after everything else; a failure leaves
+``error.txt`` there. Any node can so resume any trial.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import numpy as np
 import torch
 import transformers
 
+from trainables import storage
 from trainables.families import get_family
 from trainables.families.base import set_feature_cache
 from trainables.model import build_model, resolve_model_path, save_model
@@ -66,26 +74,99 @@ def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None 
     """Run one trial to completion and return its result (also written to result.json)."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     report = report or (lambda metrics: None)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    done = read_result(out)
+    location = cfg.output_dir
+    remote = storage.is_remote(location)
+    workers = int(cfg.settings.get("workers", 1))
+    if not remote:
+        Path(location).mkdir(parents=True, exist_ok=True)
+    done = read_result(location)
     if done is not None:  # a retry after completion: nothing to do
         report({**done["metrics"], "done": True})
         return done
-    (out / ERROR_FILE).unlink(missing_ok=True)
+    storage.delete_file(storage.join(location, ERROR_FILE))
+    if remote:  # a multi-worker trial's ranks stage the remote folder themselves, on their nodes
+        out = stage_trial(cfg) if workers <= 1 else None
+    else:
+        out = Path(location)
     try:
-        workers = int(cfg.settings.get("workers", 1))
         result = _run(cfg, out, report) if workers <= 1 else _run_distributed(cfg, workers, report)
     except BaseException as exc:
         # Ray stops a trial (scheduler pruning, Ctrl-C) with SystemExit / KeyboardInterrupt:
         # that is not a failure of the trial, so it leaves no error behind.
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            (out / ERROR_FILE).write_text(f"{type(exc).__name__}: {exc}".splitlines()[0] + "\n")
+            storage.write_text(storage.join(location, ERROR_FILE),
+                               f"{type(exc).__name__}: {exc}".splitlines()[0] + "\n")
         raise
-    write_json_atomic(out / RESULT_FILE, result)
-    shutil.rmtree(out / "resume", ignore_errors=True)
+    if remote:  # model/ went up with the epoch that selected it: result.json is the last object
+        storage.write_json(storage.join(location, RESULT_FILE), result)
+        storage.delete_dir(storage.join(location, "resume"))
+        if out is not None:
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        write_json_atomic(out / RESULT_FILE, result)
+        shutil.rmtree(out / "resume", ignore_errors=True)
     report({**result["metrics"], "done": True})
     return result
+
+
+def stage_trial(cfg: TrialConfig, rank: int | None = None) -> Path:
+    """A fresh local copy of a remote trial folder to work in (``resume/`` and ``model/``).
+
+    The remote folder is the truth (another node may have got further), so a copy left on this
+    node by an earlier attempt is replaced. Ranks of a multi-worker trial each take their own
+    folder (``rank<r>/``, on whichever node they run); only rank 0 needs ``model/``.
+    """
+    local = storage.staging_dir(cfg.output_dir, cfg.cache_dir)
+    if rank is not None:
+        local = local / f"rank{rank}"
+    shutil.rmtree(local, ignore_errors=True)
+    local.mkdir(parents=True)
+    for part in ("resume", "model") if rank in (None, 0) else ("resume",):
+        if storage.download_dir(storage.join(cfg.output_dir, part), local / part):
+            log.info("trial %s: continuing from %s", cfg.trial_id, storage.display(storage.join(cfg.output_dir, part)))
+    return local
+
+
+class _Mirror:
+    """Keeps a remote trial folder up to date with the local one it is trained in.
+
+    After an epoch, before its report: ``model/`` when it improved (rank 0), the ``resume/``
+    files, ``resume/state.pt`` last, then DeepSpeed checkpoint tags rank 0 no longer has are
+    removed. With several ranks, each uploads its own checkpoint shards before the report, and
+    rank 0 uploads ``state.pt`` after it: the report is a barrier over the ranks, so the shards
+    that ``state.pt`` points at are all up by then.
+    """
+
+    def __init__(self, remote: str, local: Path, is_main: bool, ranks: int = 1):
+        self.remote, self.local, self.is_main, self.ranks = remote, local, is_main, ranks
+
+    def before_report(self, improved: bool) -> None:
+        resume = storage.join(self.remote, "resume")
+        if self.is_main:
+            if improved:
+                storage.upload_dir(self.local / "model", storage.join(self.remote, "model"))
+            storage.upload_dir(self.local / "resume", resume, exclude=("state.pt",))
+            if self.ranks == 1:
+                self._state()
+            return
+        # another rank: only the checkpoint shards it wrote (its state.pt and DeepSpeed's
+        # `latest` are copies downloaded at the start)
+        for tag in sorted((self.local / "resume" / "deepspeed").glob("step*")):
+            storage.upload_dir(tag, storage.join(resume, "deepspeed", tag.name))
+
+    def after_report(self) -> None:
+        if self.is_main and self.ranks > 1:
+            self._state()
+
+    def _state(self) -> None:
+        state = self.local / "resume" / "state.pt"
+        if state.is_file():
+            storage.upload_file(state, storage.join(self.remote, "resume", "state.pt"))
+        tags = storage.join(self.remote, "resume", "deepspeed")
+        keep = {p.name for p in (self.local / "resume" / "deepspeed").glob("step*")}
+        for name in storage.list_dirs(tags):
+            if name.startswith("step") and name not in keep:
+                storage.delete_dir(storage.join(tags, name))
 
 
 def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], None]) -> dict:
@@ -99,13 +180,18 @@ def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], No
         per_worker["GPU"] = float(resources["gpu"])
     return run_distributed(_worker_trial, asdict(cfg), num_workers=workers, use_gpu=bool(resources.get("gpu")),
                            resources_per_worker=per_worker, report=report,
-                           storage_path=str(Path(cfg.output_dir) / "train"), name=cfg.trial_id)
+                           storage_path=str(storage.join(cfg.output_dir, "train")), name=cfg.trial_id)
 
 
 def _worker_trial(config: dict, ctx) -> dict:
     """One Ray Train worker's part of a trial (every rank trains and evaluates; rank 0 writes)."""
     cfg = TrialConfig.from_dict(config)
-    return _run(cfg, Path(cfg.output_dir), ctx.report, ctx=ctx)
+    if not storage.is_remote(cfg.output_dir):
+        return _run(cfg, Path(cfg.output_dir), ctx.report, ctx=ctx)
+    out = stage_trial(cfg, rank=ctx.rank)
+    result = _run(cfg, out, ctx.report, ctx=ctx)
+    shutil.rmtree(out, ignore_errors=True)  # everything is in the remote folder
+    return result
 
 
 def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) -> dict:
@@ -121,6 +207,8 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
     tasks = {name: build_task(name, TaskOptions.from_dict(cfg.task_options.get(name, {}), cfg.cache_dir))
              for name in cfg.tasks}
     start = cfg.init_from or resolve_model_path(cfg.model, cfg.cache_dir)
+    if storage.is_remote(start):  # an intermediate checkpoint in object storage: once per node
+        start = str(storage.stage_model(start, cfg.cache_dir))
     hp = cfg.hparams
     summary: dict = {"best_epoch": None, "steps": 0}
     oom_retries: list[dict] = []
@@ -170,7 +258,8 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
         "oom_retries": oom_retries,
         # finished epochs this trial continued after, from resume/state.pt (a retry, a restart)
         "resumed_from_epoch": summary.get("resumed_from_epoch"),
-        "model_dir": str(out / "model") if (out / "model").is_dir() else None,
+        "model_dir": str(storage.join(cfg.output_dir, "model") if storage.is_remote(cfg.output_dir)
+                         else out / "model") if (out / "model").is_dir() else None,
         "elapsed_s": time.time() - started, "config": asdict(cfg),
     }
 
@@ -226,6 +315,8 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     resume = torch.load(resume_file, weights_only=False) if resume_file.is_file() else None
     meta = {"trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage,
             "tasks": list(cfg.tasks), "seed": cfg.seed, "hparams": cfg.hparams}
+    mirror = (_Mirror(cfg.output_dir, out, is_main, ranks=ctx.world_size if ctx is not None else 1)
+              if storage.is_remote(cfg.output_dir) else None)
 
     def on_epoch_end(epoch: int, metrics: dict, improved: bool, state: dict) -> None:
         if improved:
@@ -246,7 +337,11 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
             resume_file.parent.mkdir(exist_ok=True)
             torch.save(state, resume_file.with_suffix(".tmp"))
             os.replace(resume_file.with_suffix(".tmp"), resume_file)
+        if mirror:
+            mirror.before_report(improved)
         report(metrics)  # with several ranks: a barrier, so rank 0's files exist after it
+        if mirror:
+            mirror.after_report()
 
     mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
     return train(model, tasks, features, tokenizer, settings,

@@ -7,9 +7,10 @@ take their id and output folder from Tune's trial id.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from ray import tune
+
+from trainables import storage
 
 
 def tune_trial(config: dict) -> None:
@@ -21,7 +22,7 @@ def tune_trial(config: dict) -> None:
         trial["hparams"] = {**trial.get("hparams", {}), **config["hp"]}
         trial_id = tune.get_context().get_trial_id()
         trial["trial_id"] = f"{trial['job_id']}-{trial_id}"
-        trial["output_dir"] = str(Path(trial["output_dir"]) / trial_id)
+        trial["output_dir"] = str(storage.join(trial["output_dir"], trial_id))  # a path or a URI
     run_trial(trial, report=lambda metrics: tune.report(_with_trial_id(metrics, trial["trial_id"])))
 
 

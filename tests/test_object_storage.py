@@ -1,0 +1,354 @@
+"""Object storage (``storage: s3://...``) against a real S3 API: moto's server on loopback.
+
+The server listens on 127.0.0.1 only, on a free port, with dummy credentials from the
+environment (as a user's would come from theirs); every URI names it with
+``endpoint_override``, so nothing here can reach a real bucket.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from trainables import storage
+
+BUCKET = "xstilts-test"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+class S3Server:
+    def __init__(self, port: int):
+        self.port = port
+        self.options = f"endpoint_override=127.0.0.1:{port}&scheme=http"
+
+    def uri(self, prefix: str, bucket: str = BUCKET) -> str:
+        return f"s3://{bucket}/{prefix}?{self.options}"
+
+    def fs(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
+                                       region="us-east-1", access_key="testing", secret_key="testing",
+                                       allow_bucket_creation=True)
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object under ``BUCKET/prefix``, as paths relative to it."""
+        import pyarrow.fs
+
+        infos = self.fs().get_file_info(pyarrow.fs.FileSelector(f"{BUCKET}/{prefix}", recursive=True,
+                                                                allow_not_found=True))
+        return sorted(i.path[len(BUCKET) + len(prefix) + 2:] for i in infos
+                      if i.type == pyarrow.fs.FileType.File)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = S3Server(port)
+        s3.fs().create_dir(BUCKET)
+        yield s3
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --------------------------------------------------------------------------- locations, no server
+
+def test_locations_join_keep_the_connection_options():
+    uri = "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert storage.is_remote(uri) and storage.is_remote("gs://b/p") and not storage.is_remote("runs")
+    assert not storage.is_remote(Path("/tmp/s3:/x"))
+    assert storage.join(uri, "e2e", "plan.json") == \
+        "s3://bucket/runs/e2e/plan.json?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert storage.join("s3://bucket", "a") == "s3://bucket/a"
+    assert storage.join("runs", "e2e") == Path("runs/e2e")            # local: a Path, as before
+    assert storage.basename(storage.join(uri, "trials", "g1")) == "g1"
+    assert storage.display(storage.join(uri, "x")) == "s3://bucket/runs/x"
+    staged = storage.staging_dir(storage.join(uri, "e2e"), "/cache")
+    assert staged.parts[:4] == ("/", "cache", "staging", "s3") and staged.parts[-2:] == ("runs", "e2e")
+    assert staged != storage.staging_dir("s3://bucket/runs/e2e", "/cache")  # another endpoint
+
+
+def test_spec_storage_accepts_s3_and_gs_and_rejects_other_schemes_in_one_line():
+    from sweep.spec import SpecError, parse_spec
+
+    base = {"name": "x", "targets": ["toy_xnli"]}
+    for ok in ("runs", "/mnt/nfs/runs", "s3://bucket/runs", "gs://bucket/runs",
+               "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http&region=eu-west-1"):
+        assert parse_spec({**base, "storage": ok}).storage == ok
+    cases = {"hdfs://nn/runs": "unsupported scheme 'hdfs://'", "https://host/runs": "unsupported scheme",
+             "s3://": "needs a bucket", "s3://bucket/runs?verbose=1": "unknown s3:// option 'verbose'",
+             "s3://bucket/runs?secret_key=hunter2": "credentials do not go in the URI",
+             "s3://AKIA:hunter2@bucket/runs": "credentials do not go in the URI"}
+    for bad, message in cases.items():
+        with pytest.raises(SpecError) as err:
+            parse_spec({**base, "storage": bad}, source="study.yaml")
+        text = str(err.value)
+        assert text.startswith("study.yaml: storage: ") and message in text and "\n" not in text, text
+        assert "hunter2" not in text
+    with pytest.raises(SpecError, match="cache_dir: must be a local folder"):
+        parse_spec({**base, "cache_dir": "s3://bucket/cache"})
+
+
+# --------------------------------------------------------------------------- helpers on S3
+
+def test_files_and_folders_round_trip(s3, tmp_path):
+    root = s3.uri("unit/files")
+    assert not storage.exists(root) and storage.read_text(storage.join(root, "a.json")) is None
+    storage.write_json(storage.join(root, "a.json"), {"x": 1})
+    storage.write_text(storage.join(root, "sub", "b.txt"), "hello\n")
+    assert storage.read_json(storage.join(root, "a.json")) == {"x": 1}
+    assert storage.read_text(storage.join(root, "sub", "b.txt")) == "hello\n"
+    assert storage.is_file(storage.join(root, "a.json")) and not storage.is_dir(storage.join(root, "a.json"))
+    assert storage.is_dir(storage.join(root, "sub")) and storage.list_dirs(root) == ["sub"]
+    assert storage.list_dirs(storage.join(root, "nowhere")) == []
+    storage.write_text(storage.join(root, "sub", "deeper", "a.json"), "{}")
+    assert storage.find_files(root, "a.json") == sorted([storage.join(root, "a.json"),
+                                                         storage.join(root, "sub", "deeper", "a.json")])
+    storage.delete_file(storage.join(root, "a.json"))
+    storage.delete_file(storage.join(root, "a.json"))              # missing: nothing happens
+    assert not storage.exists(storage.join(root, "a.json"))
+    storage.delete_dir(storage.join(root, "sub"))
+    storage.delete_dir(storage.join(root, "sub"))
+    assert s3.keys("unit/files") == []
+
+    local = tmp_path / "model"
+    (local / "nested").mkdir(parents=True)
+    (local / "config.json").write_text('{"a": 1}')
+    (local / "heads.pt").write_bytes(os.urandom(3 * 1024 * 1024))  # a multipart-sized object
+    (local / "nested" / "x.txt").write_text("x")
+    (local / "skip.tmp").write_text("no")
+    target = s3.uri("unit/model")
+    assert storage.upload_dir(local, target, exclude=("skip.tmp",)) == 3
+    assert s3.keys("unit/model") == ["config.json", "heads.pt", "nested/x.txt"]
+    assert set(storage.manifest(target)) == {"config.json", "heads.pt", "nested/x.txt"}
+    back = tmp_path / "back"
+    assert storage.download_dir(target, back)
+    assert (back / "heads.pt").read_bytes() == (local / "heads.pt").read_bytes()
+    assert (back / "nested" / "x.txt").read_text() == "x" and not (back / "skip.tmp").exists()
+    assert not storage.download_dir(s3.uri("unit/nothing"), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_start_model_is_staged_once_and_again_when_it_changes(s3, tmp_path):
+    remote = s3.uri("unit/stage/model")
+    storage.write_text(storage.join(remote, "config.json"), '{"v": 1}')
+    cache = tmp_path / "cache"
+    first = storage.stage_model(remote, cache)
+    assert first.is_relative_to(cache / "staging") and (first / "config.json").read_text() == '{"v": 1}'
+    (first / "marker").write_text("still the same copy")
+    assert (storage.stage_model(remote, cache) / "marker").is_file()   # unchanged: not fetched again
+    storage.write_text(storage.join(remote, "config.json"), '{"v": 22}')  # retrained: new listing
+    again = storage.stage_model(remote, cache)
+    assert (again / "config.json").read_text() == '{"v": 22}' and not (again / "marker").exists()
+    with pytest.raises(FileNotFoundError, match="no model at s3://xstilts-test/unit/none"):
+        storage.stage_model(s3.uri("unit/none"), cache)
+
+
+def test_access_check_fails_in_one_line_for_a_missing_bucket(s3):
+    storage.check_access(s3.uri("unit/access"))                    # creates the prefix, leaves no probe
+    assert s3.keys("unit/access") == []
+    with pytest.raises(storage.StorageError) as err:
+        storage.check_access(s3.uri("runs", bucket="no-such-bucket"))
+    assert "no-such-bucket" in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- a trial on S3
+
+HP = dict(learning_rate=1e-3, batch_size=16, eval_batch_size=64, epochs=2, max_length=48,
+          warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, grad_accumulation=1, max_steps=None)
+
+
+def _trial(output_dir: str, cache: Path, toy_root: Path, model: Path, **fields) -> dict:
+    options = {t: {"data_dir": str(toy_root)} for t in ("toy_chunk", "toy_xnli")}
+    return {"trial_id": "t", "job_id": "j", "stage": "intermediate", "model": str(model),
+            "tasks": ["toy_chunk"], "seed": 7, "hparams": HP, "task_options": options,
+            "output_dir": output_dir, "cache_dir": str(cache), "num_threads": 1, **fields}
+
+
+def test_a_trial_mirrors_to_s3_resumes_from_it_and_a_target_starts_from_it(s3, tmp_path, toy_root, small_model):
+    """The resume state and best model go up after each epoch; another "node" (an empty cache)
+    continues from them; result.json comes last; a target trial stages the model from S3."""
+    from trainables.trial import run_trial
+
+    out = s3.uri("trial/inter")
+    cache_a, cache_b = tmp_path / "node-a", tmp_path / "node-b"
+
+    def stop_after_first_epoch(metrics):
+        if metrics.get("epoch") == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_trial(out, cache_a, toy_root, small_model), report=stop_after_first_epoch)
+    keys = s3.keys("trial/inter")
+    assert "resume/state.pt" in keys and "model/config.json" in keys and "model/heads.pt" in keys
+    assert "result.json" not in keys and "error.txt" not in keys
+
+    reports: list[dict] = []
+    result = run_trial(_trial(out, cache_b, toy_root, small_model), report=reports.append)
+    assert [r["epoch"] for r in reports if "epoch" in r] == [2] and result["resumed_from_epoch"] == 1
+    keys = s3.keys("trial/inter")
+    assert "result.json" in keys and not any(k.startswith("resume/") for k in keys)
+    assert result["model_dir"] == storage.join(out, "model")
+    assert storage.read_json(storage.join(out, "result.json"))["metrics"] == result["metrics"]
+    assert not storage.staging_dir(out, cache_b).exists()          # the local copy is gone
+    assert run_trial(_trial(out, cache_b, toy_root, small_model))["metrics"] == result["metrics"]  # done
+
+    target_out = s3.uri("trial/target")
+    target = run_trial(_trial(target_out, cache_a, toy_root, small_model, stage="target", tasks=["toy_xnli"],
+                              languages=["en", "xs"], init_from=result["model_dir"],
+                              hparams={**HP, "epochs": 1}))
+    assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs"} <= set(target["metrics"])
+    staged = storage.staging_dir(result["model_dir"], cache_a)
+    assert (staged / "heads.pt").is_file()                          # read from the bucket
+    assert "model/heads.pt" in s3.keys("trial/target") and "result.json" in s3.keys("trial/target")
+
+
+def test_a_failed_trial_leaves_error_txt_in_the_bucket(s3, tmp_path, small_model):
+    from trainables.trial import run_trial
+
+    out = s3.uri("trial/broken")
+    with pytest.raises(Exception, match="nowhere"):
+        run_trial(_trial(out, tmp_path / "cache", tmp_path / "nowhere", small_model, tasks=["toy_xnli"]))
+    error = storage.read_text(storage.join(out, "error.txt"))
+    assert error.count("\n") == 1 and "nowhere" in error
+    assert storage.read_text(storage.join(out, "result.json")) is None
+
+
+_DEEPSPEED_TRIAL = """
+import json, sys
+from trainables.trial import run_trial
+
+config, stop = json.loads(sys.argv[1]), int(sys.argv[2])
+
+def report(metrics):
+    if metrics.get("epoch") == stop:
+        raise KeyboardInterrupt
+
+try:
+    result = run_trial(config, report=report)
+except KeyboardInterrupt:
+    print(json.dumps({"interrupted": True}))
+else:
+    print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_a_deepspeed_trial_resumes_from_its_checkpoint_in_the_bucket_on_another_node(
+        s3, tmp_path, toy_root, small_model):
+    """The ZeRO checkpoint (resume/deepspeed/<tag>/) goes up with state.pt; a fresh cache (another
+    node) downloads it and DeepSpeed loads it from its own staging folder, not the first one's."""
+    import subprocess
+    import sys
+
+    from tests.test_deepspeed import ds_env
+
+    out = s3.uri("trial/deepspeed")
+    hparams = {**HP, "epochs": 2}
+
+    def run(cache: Path, stop: int) -> dict:
+        config = _trial(out, cache, toy_root, small_model, hparams=hparams,
+                        settings={"deepspeed": {"stage": 2, "precision": "fp32"}})
+        proc = subprocess.run([sys.executable, "-c", _DEEPSPEED_TRIAL, json.dumps(config), str(stop)],
+                              capture_output=True, text=True, timeout=600, env={**ds_env(), **CREDENTIALS},
+                              cwd=Path(__file__).resolve().parents[1])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert run(tmp_path / "node-a", stop=1) == {"interrupted": True}
+    keys = s3.keys("trial/deepspeed")
+    tags = {k.split("/")[2] for k in keys if k.startswith("resume/deepspeed/step")}
+    assert len(tags) == 1 and "resume/state.pt" in keys and "result.json" not in keys
+    import shutil
+
+    shutil.rmtree(tmp_path / "node-a")                              # that node is gone
+    result = run(tmp_path / "node-b", stop=0)
+    assert result["resumed_from_epoch"] == 1 and result["model_dir"] == storage.join(out, "model")
+    keys = s3.keys("trial/deepspeed")
+    assert "result.json" in keys and not any(k.startswith("resume/") for k in keys)
+
+
+# --------------------------------------------------------------------------- `sweep run` on S3
+
+def test_sweep_run_with_a_missing_bucket_fails_early_in_one_line(s3, tmp_path, toy_root, small_model):
+    from tests.conftest import run_sweep, write_spec
+
+    spec = write_spec(tmp_path / "study.yaml", toy_root, small_model,
+                      storage=s3.uri("runs", bucket="no-such-bucket"))
+    proc = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "storage: cannot" in errors[0] and "no-such-bucket" in errors[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3, tmp_path, toy_root, small_model):
+    from tests.conftest import run_sweep, write_spec
+
+    hp = {"intermediate": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32},
+          "target": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32}}
+    spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
+                      targets=[{"task": "toy_xnli", "languages": ["en", "xs"]}], hyperparameters=hp,
+                      storage=s3.uri("runs"))
+    proc = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "2 jobs finished" in proc.stdout, out
+    assert "a sqlite MLflow store cannot live" in proc.stderr          # the warning, once per run
+    assert not (tmp_path / "runs").exists()                          # nothing went to a local folder
+
+    keys = s3.keys("runs/e2e")
+    plan = json.loads(s3.fs().open_input_stream(f"{BUCKET}/runs/e2e/plan.json").read())
+    (inter,) = [j for j in plan["jobs"] if j["stage"] == "intermediate"]
+    (target,) = [j for j in plan["jobs"] if j["stage"] == "target"]
+    for job in (inter, target):
+        assert f"jobs/{job['id']}/job.json" in keys
+    results = {k.split("/")[1]: k for k in keys if k.startswith("jobs/") and k.endswith("/result.json")}
+    assert set(results) == {inter["id"], target["id"]}
+    target_trial = results[target["id"]].rsplit("/", 1)[0]
+    assert {f"{target_trial}/model/{f}" for f in ("config.json", "heads.pt", "xstilts.json")} <= set(keys)
+    # the intermediate checkpoint was released (its only dependent finished): deleted from the bucket
+    assert not any(k.startswith(f"jobs/{inter['id']}/") and "/model/" in k for k in keys)
+    assert {"report.md", "report.csv"} <= set(keys) and any(k.startswith("ray/") for k in keys)
+
+    # the target trial started from the intermediate model in the bucket, through a staged copy
+    record = json.loads(s3.fs().open_input_stream(f"{BUCKET}/runs/e2e/{results[target['id']]}").read())
+    assert record["config"]["init_from"].startswith(f"s3://{BUCKET}/runs/e2e/jobs/{inter['id']}/")
+    assert record["model_dir"].startswith("s3://")
+    staged = storage.staging_dir(record["config"]["init_from"], tmp_path / "cache")
+    assert (staged / "config.json").is_file()
+
+    # MLflow: a local sqlite store under the cache dir, with the checkpoint logged from the bucket
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'cache' / 'mlflow' / 'e2e.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], "tags.`xstilts.kind` = 'job'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    inter_run = next(r for r in runs if r.data.tags["xstilts.stage"] == "intermediate")
+    assert "checkpoint/heads.pt" in {a.path for a in client.list_artifacts(inter_run.info.run_id, "checkpoint")}
+
+    again = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 jobs finished (2 already done before this run)" in again.stdout
+    assert "Started a local Ray instance" not in again.stdout + again.stderr  # nothing to run
