@@ -30,14 +30,17 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _cell_html(cell: Cell, bold: bool, n_total: int) -> str:
+def _cell_html(cell: Cell, bold: bool, n_total: int, lower_is_better: bool = False) -> str:
+    """A table cell; Δ is green when it is an improvement (a fall, for drops and errors)."""
     if cell.mean is None:
         return f'<td class="missing">{MISSING_MARK}</td>'
     mean = f"<b>{_pct(cell.mean)}</b>" if bold else _pct(cell.mean)
     text = f"{mean} ± {_pct(cell.std)}"
     if cell.delta is not None:
         delta = _signed_pct(cell.delta)
-        css = "delta-neg" if delta.startswith("-") else "delta-pos"
+        shown = float(delta)
+        worse = shown > 0 if lower_is_better else shown < 0
+        css = "delta-neg" if worse else "delta-pos"
         text += f' <span class="{css}">({delta})</span>'
     if cell.n_seeds < n_total:
         text += f" (n={cell.n_seeds})"

@@ -251,7 +251,8 @@ def robustness_html(tables: dict[str, RobustnessTable], n_total: int) -> str:
                          + f"</tr></thead><tbody>{rows}</tbody></table>")
         for p in t.perturbations:
             rows = "".join(f"<tr><td>{_e(lang)}</td>" + "".join(
-                _cell_html(_missing(t.language_drop.get((p, lang, r))), False, n_total)
+                _cell_html(_missing(t.language_drop.get((p, lang, r))), False, n_total,
+                           lower_is_better=True)
                 for r in t.rows) + "</tr>" for lang in t.languages)
             parts.append(f"<p>Drop per language under {_e(p)}</p>"
                          f'<table class="robustness-languages"><thead><tr><th>language</th>'

@@ -132,3 +132,13 @@ def test_no_perturbations_no_section(tmp_path):
     assert build_robustness(report) == {}
     assert "Robustness" not in rp.render_markdown(report)
     assert "robustness_csv" not in rp.write_report(report, tmp_path)
+
+
+def test_html_colours_a_smaller_drop_as_an_improvement(robust):
+    _, paths = robust
+    html = paths["html"].read_text()
+    languages = html[html.index("Drop per language under"):]
+    assert '<span class="delta-pos">(-5.0)</span>' in languages         # mnli drops 5 points less
+    assert '<span class="delta-neg">(-5.0)</span>' not in languages
+    main = html[:html.index("Per-language scores")]
+    assert '<span class="delta-pos">(+6.0)</span>' in main               # higher scores stay green
