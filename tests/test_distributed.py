@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -194,3 +195,63 @@ def test_deepspeed_zero2_in_two_ray_train_workers(tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / f"ds{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["losses"][0] != ranks[1]["losses"][0]               # different data on each rank
     assert max(abs(a - b) for a, b in zip(ranks[0]["params"], ranks[1]["params"])) < 1e-6
+
+
+def _oom_trial(config: dict, ctx: DistributedContext) -> dict:
+    """DDP training whose rank 1 runs out of 'memory' above 2 rows per micro-batch, mid-collective
+    for rank 0, as one GPU of a group filling up would."""
+    import datasets
+    import torch
+
+    from trainables.distributed import shard, wrap_data_parallel
+    from trainables.steps import plain_step
+    from trainables.train import train
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(4, len(VOCAB), (16, 6), generator=g)
+    ids[:, 0] = 1
+    full = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * 6] * 16,
+                                       "labels": (ids[:, 1] % 2).tolist()})
+    model = _model()
+    wrap_data_parallel(model, ctx)
+    settings = worker_settings(replace(SETTINGS, batch_size=config["hparams"]["batch_size"], epochs=1,
+                                       grad_accumulation=config["hparams"]["grad_accumulation"]),
+                               ctx.world_size)
+
+    def step(model, task, batch, backward):
+        if ctx.rank == 1 and batch["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return plain_step(model, task, batch, backward)
+
+    task = SimpleNamespace(name="cls", info=SimpleNamespace(family="classification"))
+    summary = train(model, {"cls": task}, {"cls": shard(full, ctx)}, _tokenizer(), settings,
+                    dev_score=lambda: 0.5, on_epoch_end=lambda e, m, i, s: ctx.report({"epoch": e + 1}),
+                    step_fn=step)
+    return {"micro": settings.batch_size, "accumulation": settings.grad_accumulation,
+            "steps": summary["steps"]}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_one_rank_out_of_memory_retries_the_whole_group_with_a_smaller_micro_batch(tmp_path: Path) -> None:
+    import ray
+    import ray.cloudpickle
+
+    from trainables.distributed import run_distributed
+    from trainables.oom import run_with_oom_retry
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    retries: list[dict] = []
+    try:
+        result = run_with_oom_retry(
+            lambda hp: run_distributed(_oom_trial, {"hparams": hp}, num_workers=2, use_gpu=False,
+                                       resources_per_worker={"CPU": 1},
+                                       storage_path=str(tmp_path / f"train{len(retries)}")),
+            {"batch_size": 16, "grad_accumulation": 1}, floor=2, on_retry=lambda r, hp: retries.append(r))
+    finally:
+        ray.shutdown()
+    # 16 -> 8 rows (4 per rank: rank 1 fails again) -> 4 rows (2 per rank, 4 accumulations)
+    assert [(r["new_batch_size"], r["new_grad_accumulation"]) for r in retries] == [(8, 2), (4, 4)]
+    assert result == {"micro": 2, "accumulation": 4, "steps": 1}   # 8 rows per rank, 2 x 4 per update

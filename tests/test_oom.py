@@ -149,3 +149,12 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(RuntimeError, match="shapes"):
         run_with_oom_retry(broken, {"batch_size": 16, "grad_accumulation": 1}, on_retry=lambda r, h: calls.append(r))
     assert len(calls) == 1
+
+
+def test_out_of_memory_of_one_rank_in_a_ray_train_group() -> None:
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    oom = WorkerGroupError("rank 1 failed", {0: RuntimeError("gloo: connection closed by peer"),
+                                             1: torch.OutOfMemoryError("CUDA out of memory")})
+    assert is_out_of_memory(oom)
+    assert not is_out_of_memory(WorkerGroupError("rank 1 failed", {1: ValueError("bad shape")}))

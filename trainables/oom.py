@@ -31,11 +31,16 @@ OOM_MESSAGES = (
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for torch's OOM errors and runtime errors whose message says memory ran out.
 
-    Follows ``__cause__``/``__context__`` so wrapped errors (Ray, DeepSpeed) are recognised.
+    Follows ``__cause__``/``__context__`` so wrapped errors (Ray, DeepSpeed) are recognised,
+    and the per-rank errors of a failed Ray Train worker group (``worker_failures``), so one
+    rank running out of memory makes the whole data-parallel trial retry with a smaller batch.
     """
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, torch.OutOfMemoryError):
             return True
@@ -43,7 +48,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
             message = str(current).lower()
             if isinstance(current, MemoryError) or any(m in message for m in OOM_MESSAGES):
                 return True
-        current = current.__cause__ or current.__context__
+        pending += [current.__cause__, current.__context__,
+                    *(getattr(current, "worker_failures", None) or {}).values()]
     return False
 
 

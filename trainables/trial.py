@@ -178,9 +178,27 @@ def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], No
     per_worker = {"CPU": float(resources.get("cpu", 1))}
     if resources.get("gpu"):
         per_worker["GPU"] = float(resources["gpu"])
-    return run_distributed(_worker_trial, asdict(cfg), num_workers=workers, use_gpu=bool(resources.get("gpu")),
-                           resources_per_worker=per_worker, report=report,
-                           storage_path=str(storage.join(cfg.output_dir, "train")), name=cfg.trial_id)
+    from trainables.oom import run_with_oom_retry
+
+    retries: list[dict] = []
+
+    def attempt(hparams: dict) -> dict:
+        return run_distributed(_worker_trial, asdict(replace(cfg, hparams=hparams)), num_workers=workers,
+                               use_gpu=bool(resources.get("gpu")), resources_per_worker=per_worker,
+                               report=report, storage_path=str(storage.join(cfg.output_dir, "train")),
+                               name=f"{cfg.trial_id}-{len(retries)}")
+
+    def on_retry(record: dict, new_hparams: dict) -> None:
+        retries.append(record)
+        report({"train/oom_retries": len(retries), "train/batch_size": new_hparams["batch_size"],
+                "train/grad_accumulation": new_hparams["grad_accumulation"]})
+
+    # the micro-batch is split over the workers, so it cannot shrink below one row each
+    result = run_with_oom_retry(attempt, dict(cfg.hparams), floor=workers, on_retry=on_retry)
+    if retries:
+        result["oom_retries"] = retries
+        result["metrics"]["train/oom_retries"] = float(len(retries))
+    return result
 
 
 def _worker_trial(config: dict, ctx) -> dict:
@@ -235,7 +253,12 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
             holder["hparams"] = hparams
             return attempt(hparams)
 
-        model, tokenizer, summary = run_with_oom_retry(attempt_recording, dict(hp), on_retry=on_retry)
+        if ctx is not None and ctx.world_size > 1:
+            # one rank retrying alone would leave the others waiting in a collective: the whole
+            # worker group fails and ``_run_distributed`` retries it with a smaller micro-batch
+            model, tokenizer, summary = attempt_recording(dict(hp))
+        else:
+            model, tokenizer, summary = run_with_oom_retry(attempt_recording, dict(hp), on_retry=on_retry)
         hp = holder["hparams"]  # what actually ran (a smaller micro-batch after an OOM)
         best_dir = out / "model"
         if best_dir.is_dir():  # evaluate the model selected on English dev, not the last epoch,
