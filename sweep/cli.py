@@ -99,6 +99,9 @@ def cmd_run(args) -> int:
     return 1 if summary.count("failed") or summary.count("blocked") else 0
 
 
+DEFAULT_FEATURES = "syntax_knn"  # the URIEL feature set of the typology scatter
+
+
 def default_group_by(spec: Spec) -> str | None:
     """Studies with groups report by group; studies with factors by the first factor's value."""
     if spec.groups:
@@ -113,7 +116,8 @@ def default_group_by(spec: Spec) -> str | None:
 
 
 def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[str] = (),
-            figures: bool = True, html: bool = True) -> None:
+            figures: bool = True, html: bool = True, distance_features: str = "syntax_knn",
+            distance_metric: str = "cosine") -> None:
     from sweep.report import StudySource, generate_report
     from sweep.run import StudyPaths
     from trainables import storage
@@ -125,7 +129,8 @@ def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[
         uri, spec.experiment, spec.name, study.local_root, intermediate_order=order,
         target_order=[t.task for t in spec.targets], group_by=group_by or default_group_by(spec),
         compare=[StudySource(tracking_uri_for(o, None), o.experiment, o.name) for o in others],
-        figures=figures, html=html)
+        figures=figures, html=html, distance_features=distance_features,
+        distance_metric=distance_metric)
     print()
     print(paths["md"].read_text() if "md" in paths else report)
     print("report written to " + ", ".join(str(p) for k, p in paths.items() if k in ("md", "csv", "html")))
@@ -139,8 +144,17 @@ def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[
 
 def cmd_report(args) -> int:
     spec = load_spec(args.spec)
+    if not args.no_figures and args.distance_features != DEFAULT_FEATURES:
+        from sweep.languages import feature_sets
+
+        known = feature_sets()
+        if args.distance_features not in known:
+            print(f"error: --distance-features: {args.distance_features!r} is not a lang2vec feature "
+                  f"set; choose from {', '.join(known)}", file=sys.stderr)
+            return 2
     _report(spec, tracking_uri_for(spec, args.mlflow_uri), group_by=args.group_by,
-            compare=args.compare or [], figures=not args.no_figures, html=not args.no_html)
+            compare=args.compare or [], figures=not args.no_figures, html=not args.no_html,
+            distance_features=args.distance_features, distance_metric=args.distance_metric)
     return 0
 
 
@@ -177,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another study to put beside this one (e.g. the same study on another model)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--no-html", action="store_true", help="no HTML page")
+    p.add_argument("--distance-features", default=DEFAULT_FEATURES, metavar="SET",
+                   help="URIEL feature set (lang2vec) of the typological distance from English in "
+                        "the scatter plots (default: %(default)s; e.g. syntax_wals, phonology_knn)")
+    p.add_argument("--distance-metric", default="cosine", choices=("cosine", "euclidean"),
+                   help="distance between the URIEL vectors (default: %(default)s)")
     p.set_defaults(func=cmd_report)
     return parser
 

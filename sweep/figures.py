@@ -178,7 +178,7 @@ def spearman_text(rho: float, p: float, n: int) -> str:
 
 def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], path: Path,
                      distance: Callable[[str], float] | None = None,
-                     feature_set: str = "syntax_knn") -> tuple[Path, dict] | None:
+                     feature_set: str = "syntax_knn", metric: str = "cosine") -> tuple[Path, dict] | None:
     """Per-language Δ against typological distance from English, with the least-squares line
     and Spearman's ρ (scipy) over all points; needs three points, not all with the same
     distance or the same Δ."""
@@ -186,7 +186,7 @@ def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], pat
         from sweep.languages import typological_distance
 
         def distance(lang: str) -> float:
-            return typological_distance(lang, "en", feature_set)
+            return typological_distance(lang, "en", feature_set, metric)
     points = distance_points(table, baselines, distance)
     xs = np.array([p[2] for p in points], float)
     ys = np.array([p[3] for p in points], float)
@@ -211,11 +211,11 @@ def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], pat
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=8,
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
-    ax.set_xlabel(f"typological distance from English ({feature_set}, cosine)")
+    ax.set_xlabel(f"typological distance from English ({feature_set}, {metric})")
     ax.set_ylabel("Δ vs baseline (points)")
     ax.set_title(f"{table.target}: transfer gain vs distance")
     ax.legend(fontsize=7, loc="lower left")
-    stats = {"target": table.target, "feature_set": feature_set, "spearman_rho": rho,
+    stats = {"target": table.target, "feature_set": feature_set, "metric": metric, "spearman_rho": rho,
              "p_value": pvalue, "n": len(points), "slope": float(slope),
              "intercept": float(intercept), "text": text,
              "points": [{"row": r, "language": lang, "distance": x, "delta": y}
@@ -227,7 +227,8 @@ def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], pat
 
 
 def write_figures(report: StudyReport, out_dir: Path,
-                  distance: Callable[[str], float] | None = None) -> dict[str, Path]:
+                  distance: Callable[[str], float] | None = None, *,
+                  feature_set: str = "syntax_knn", metric: str = "cosine") -> dict[str, Path]:
     """Draw every figure the report's data allows into ``out_dir``; returns name -> path
     (``figures_json`` holds the scatter statistics). A figure that fails is logged, skipped."""
     out_dir = Path(out_dir)
@@ -253,7 +254,8 @@ def write_figures(report: StudyReport, out_dir: Path,
         attempt(f"fig_language_delta_{slug}",
                 lambda p, t=table: language_delta_bars(t, report.baselines, p))
         attempt(f"fig_distance_{slug}",
-                lambda p, t=table: distance_scatter(t, report.baselines, p, distance))
+                lambda p, t=table: distance_scatter(t, report.baselines, p, distance,
+                                                    feature_set, metric))
     for column in report.target_columns + [AVERAGE]:
         attempt(f"fig_learning_curve_{_slug(column)}",
                 lambda p, c=column: learning_curve(report, c, p))

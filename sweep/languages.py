@@ -142,6 +142,11 @@ def uriel_code(code: str) -> str:
         raise
 
 
+def feature_sets() -> list[str]:
+    """The URIEL feature sets lang2vec offers (``syntax_knn``, ``syntax_wals``, ``fam``, ...)."""
+    return list(_l2v().available_feature_sets())
+
+
 @functools.lru_cache(maxsize=None)
 def uriel_vector(code: str, feature_set: str = "syntax_knn") -> tuple[float | None, ...]:
     """A language's raw URIEL feature vector (``None`` where URIEL has no value)."""

@@ -833,6 +833,8 @@ def generate_report(
     compare: Sequence[StudySource] = (),
     figures: bool = True,
     html: bool = True,
+    distance_features: str = "syntax_knn",
+    distance_metric: str = "cosine",
 ) -> tuple[StudyReport, dict[str, Path]]:
     """Collect, aggregate, write and log a study's report in one call.
 
@@ -851,7 +853,8 @@ def generate_report(
     figure_paths: dict[str, Path] = {}
     if figures:
         from sweep.figures import write_figures
-        figure_paths = write_figures(report, out_dir)
+        figure_paths = write_figures(report, out_dir, feature_set=distance_features,
+                                     metric=distance_metric)
         paths.update(figure_paths)
     if html:
         from sweep.html_report import write_html

@@ -287,3 +287,26 @@ def test_figure_failure_does_not_lose_report(xt, tmp_path, caplog):
         paths = figures.write_figures(report, tmp_path, distance=broken)
     assert "fig_delta_heatmap" in paths and "fig_distance_xnli" not in paths
     assert "could not draw figure fig_distance_xnli" in caplog.text
+
+
+@SLOW
+def test_scatter_takes_the_feature_set_and_metric(xt, tmp_path):
+    from sweep import figures
+
+    report, _ = xt
+    paths = figures.write_figures(report, tmp_path, feature_set="syntax_wals", metric="euclidean")
+    stats = json.loads(paths["figures_json"].read_text(encoding="utf-8"))["fig_distance_xnli"]
+    assert (stats["feature_set"], stats["metric"]) == ("syntax_wals", "euclidean")
+    for point in stats["points"]:
+        assert point["distance"] == pytest.approx(
+            typological_distance(point["language"], "en", "syntax_wals", "euclidean"))
+    assert {p["language"] for p in stats["points"]} == {"de", "sw", "ja"}
+
+
+def test_report_rejects_an_unknown_feature_set(capsys):
+    from sweep.cli import main
+
+    demo = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
+    assert main(["report", str(demo), "--distance-features", "syntax_knnn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--distance-features: 'syntax_knnn'" in err[0] and "syntax_knn" in err[0]
