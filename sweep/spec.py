@@ -7,6 +7,7 @@ whose one-line message names the file and the field path (``targets[1].languages
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
 import types
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainables.records import perturbation_label
 from trainables.tasks import task_info, task_names
+
+log = logging.getLogger(__name__)
 
 NONE_TASK = "none"
 TINY_MODEL = "tiny"
@@ -492,7 +495,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         resources=raw.resources, storage=raw.storage, cache_dir=raw.cache_dir, mlflow=raw.mlflow,
         tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
         train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
-        adversarial=adversarial, evaluation=_check_evaluation(raw.evaluation),
+        adversarial=adversarial, evaluation=_warn_missing_files(_check_evaluation(raw.evaluation), targets),
         keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
         groups=_check_groups(raw.groups, intermediate),
         factors=_check_factors(raw.factors, hps, task_hps),
@@ -765,6 +768,24 @@ def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
     if len(set(labels)) != len(labels):
         raise SpecError("evaluation.perturbations", f"repeated perturbation: {labels}")
     return EvaluationBlock(perturbations=checked, seed=block.seed)
+
+
+def _warn_missing_files(block: EvaluationBlock, targets: tuple[Target, ...]) -> EvaluationBlock:
+    """A ``{language}`` file found for none of the targets' languages is most likely a wrong
+    path: say so now (a warning: the files may live only on the nodes that run trials)."""
+    if not block.perturbations:
+        return block
+    from trainables.perturb import language_files
+
+    languages = sorted({lang for t in targets for lang in t.languages})
+    for i, config in enumerate(block.perturbations):
+        for name, template in language_files(config).items():
+            paths = [Path(template.replace("{language}", lang)).expanduser() for lang in languages]
+            if paths and not any(p.is_file() for p in paths):
+                log.warning("evaluation.perturbations[%d].%s: no file for any target language "
+                            "(e.g. %s); the perturbation is skipped in every language unless the "
+                            "files exist on the nodes that run the trials", i, name, paths[0])
+    return block
 
 
 PER_TASK = "tasks"  # hyperparameters.tasks.<task>: overrides for jobs that train that task alone

@@ -667,3 +667,20 @@ def test_unknown_adversarial_configuration_lists_each_name_once():
     known = message.split("known: ")[1].split(", ")
     assert known[0] == "none" and len(known) == len(set(known))
     assert {"none", "fgm", "pgd", "freelb", "smart", "r3f", "smart3"} == set(known)
+
+
+def test_language_lexicon_found_for_no_target_language_is_warned_about(tmp_path, caplog):
+    import logging
+
+    template = str(tmp_path / "en-{language}.txt")
+    spec = spec_with(evaluation={"perturbations": [{"name": "code_switch", "lexicon": template}]})
+    with caplog.at_level(logging.WARNING, logger="sweep.spec"):
+        parse_spec(spec)
+    warned = [r.getMessage() for r in caplog.records if "no file for any target language" in r.getMessage()]
+    assert len(warned) == 1 and "evaluation.perturbations[0].lexicon" in warned[0]
+    languages = {lang for t in parse_spec(spec).targets for lang in t.languages}
+    (tmp_path / f"en-{sorted(languages)[-1]}.txt").write_text("dog Hund\n")   # one language has one
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sweep.spec"):
+        parse_spec(spec)
+    assert not [r for r in caplog.records if "no file for any target language" in r.getMessage()]

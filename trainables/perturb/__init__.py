@@ -62,6 +62,13 @@ def build_perturbation(config: dict, *, language: str):
     return cls(settings, language=language)
 
 
+def language_files(config: dict) -> dict[str, str]:
+    """``{setting: path template}`` of the files a (valid) config names with ``{language}``."""
+    cls, settings = _settings(config)
+    paths = {field: str(getattr(settings, field) or "") for field in cls.files}
+    return {field: path for field, path in paths.items() if "{language}" in path}
+
+
 def fixed_files(config: dict) -> dict[str, str]:
     """``{setting: path}`` of the files a (valid) config names without ``{language}``: they
     are the same for every language, so a spec check can require that they exist."""
