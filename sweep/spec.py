@@ -765,8 +765,15 @@ def _check_evaluation(block: EvaluationBlock) -> EvaluationBlock:
             if not Path(file).expanduser().is_file():
                 raise SpecError(f"{path}.{name}", f"file not found: {file}")
     labels = [perturbation_label(c) for c in checked]
-    if len(set(labels)) != len(labels):
-        raise SpecError("evaluation.perturbations", f"repeated perturbation: {labels}")
+    for j, label in enumerate(labels):
+        i = labels.index(label)
+        if i == j:
+            continue
+        if checked[i] == checked[j]:
+            raise SpecError(f"evaluation.perturbations[{j}]", f"repeated perturbation: same as [{i}]")
+        raise SpecError(f"evaluation.perturbations[{j}]",
+                        f"its metrics would be named like those of [{i}] ('{label}'): lexicons are "
+                        "named by file stem, so give the files different names")
     return EvaluationBlock(perturbations=checked, seed=block.seed)
 
 

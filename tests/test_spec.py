@@ -651,9 +651,17 @@ def test_perturbations_differing_only_in_ops_or_lexicon_are_distinct(tmp_path):
         {"name": "code_switch", "lexicon": str(tmp_path / "en-de.txt")},
         {"name": "code_switch", "lexicon": str(tmp_path / "en-fr.txt")}]}))
     assert len(spec.evaluation.perturbations) == 4
-    with pytest.raises(SpecError, match="repeated perturbation"):
+    with pytest.raises(SpecError, match=r"perturbations\[1\]: repeated perturbation: same as \[0\]"):
         parse_spec(spec_with(evaluation={"perturbations": [
             {"name": "char_noise", "ops": ["swap", "drop"]}, {"name": "char_noise", "ops": ["swap", "drop"]}]}))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "en-de.txt").write_text("dog Hund\n")
+    with pytest.raises(SpecError, match=r"perturbations\[1\]: its metrics would be named like those of "
+                                        r"\[0\] \('code_switch-lexiconen-de.*give the files different names"):
+        parse_spec(spec_with(evaluation={"perturbations": [
+            {"name": "code_switch", "lexicon": str(tmp_path / "a" / "en-de.txt")},
+            {"name": "code_switch", "lexicon": str(tmp_path / "b" / "en-de.txt")}]}))
 
 
 def test_unknown_adversarial_configuration_lists_each_name_once():
