@@ -209,6 +209,10 @@ def _worker_trial(config: dict, ctx) -> dict:
     out = stage_trial(cfg, rank=ctx.rank)
     result = _run(cfg, out, ctx.report, ctx=ctx)
     shutil.rmtree(out, ignore_errors=True)  # everything is in the remote folder
+    try:  # the trial's staging folder, once no other rank on this node still works in it
+        out.parent.rmdir()
+    except OSError:
+        pass
     return result
 
 
