@@ -1,13 +1,12 @@
 """Adversarial training methods: ``TrainingStep``s that perturb the word embeddings.
 
 Adding a method = adding one module here with an ``AdversarialMethod`` subclass decorated by
-``@register`` and a frozen settings dataclass; ``build_step`` turns a config such as
+``@register`` whose ``Settings`` is a frozen settings dataclass; ``build_step`` turns a config such as
 ``{"method": "freelb", "adv_steps": 3}`` into the step ``train(..., step_fn=)`` takes.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 from trainables.registry import Registry
 from trainables.steps import TrainingStep, plain_step
@@ -48,8 +47,7 @@ def validate_adversarial(config: dict) -> dict:
             field = next(iter(settings))
             raise ValueError(f"{field}: method 'none' takes no settings")
         return {"method": NONE}
-    module = importlib.import_module(METHODS[name].__module__)
-    return {"method": name, **dataclasses.asdict(module.validate(settings))}
+    return {"method": name, **dataclasses.asdict(_settings(name, settings))}
 
 
 def build_step(config: dict | None) -> TrainingStep:
@@ -60,8 +58,14 @@ def build_step(config: dict | None) -> TrainingStep:
     if name == NONE:
         validate_adversarial(config)
         return plain_step
-    module = importlib.import_module(METHODS[name].__module__)
-    return METHODS[name](module.validate(settings))
+    return METHODS[name](_settings(name, settings))
+
+
+def _settings(name: str, settings: dict):
+    """The method's frozen settings dataclass (its ``Settings``) from a config's values."""
+    from trainables.adversarial.base import validate_settings
+
+    return validate_settings(METHODS[name].Settings, settings, owner=name)
 
 
 __all__ = ["METHODS", "build_step", "method_names", "register", "validate_adversarial"]

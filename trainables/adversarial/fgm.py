@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables.adversarial import register
-from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
-                                         validate_settings, zeros)
+from trainables.adversarial.base import AdversarialMethod, Delta, check, check_norm, direction, zeros
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,6 @@ class FGMSettings:
         check_norm(self.norm)
         check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
 
-
-def validate(settings: dict) -> FGMSettings:
-    return validate_settings(FGMSettings, settings, owner="fgm")
 
 
 @register

@@ -13,7 +13,7 @@ import torch
 
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
-                                         project, validate_settings)
+                                         project)
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,6 @@ class FreeLBSettings:
         check(self.max_norm >= 0, "max_norm", f"must be >= 0 (0 = unbounded), got {self.max_norm}")
         check_norm(self.norm)
 
-
-def validate(settings: dict) -> FreeLBSettings:
-    return validate_settings(FreeLBSettings, settings, owner="freelb")
 
 
 def random_start(init_mag: float, norm: str):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
-                                         project, validate_settings, zeros)
+                                         project, zeros)
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,6 @@ class PGDSettings:
         check_norm(self.norm)
         check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
 
-
-def validate(settings: dict) -> PGDSettings:
-    return validate_settings(PGDSettings, settings, owner="pgd")
 
 
 @register

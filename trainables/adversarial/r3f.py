@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from trainables.adversarial import register
-from trainables.adversarial.base import (AdversarialMethod, Delta, check, symmetric_kl,
-                                         validate_settings)
+from trainables.adversarial.base import AdversarialMethod, Delta, check, symmetric_kl
 
 NOISE = ("uniform", "normal")
 
@@ -30,9 +29,6 @@ class R3FSettings:
         check(self.noise in NOISE, "noise", f"must be one of {', '.join(NOISE)}, got {self.noise!r}")
         check(self.reg_lambda >= 0, "reg_lambda", f"must be >= 0, got {self.reg_lambda}")
 
-
-def validate(settings: dict) -> R3FSettings:
-    return validate_settings(R3FSettings, settings, owner="r3f")
 
 
 @register

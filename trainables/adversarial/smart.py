@@ -18,7 +18,7 @@ import torch
 
 from trainables.adversarial import register
 from trainables.adversarial.base import (AdversarialMethod, Delta, check, detach_logits,
-                                         symmetric_kl, validate_settings)
+                                         symmetric_kl)
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,6 @@ class SMARTSettings:
         check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
         check(self.radius > 0, "radius", f"must be > 0, got {self.radius}")
 
-
-def validate(settings: dict) -> SMARTSettings:
-    return validate_settings(SMARTSettings, settings, owner="smart")
 
 
 def linf_normalise(value: torch.Tensor, radius: float, epsilon: float) -> torch.Tensor:
