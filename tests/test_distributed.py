@@ -197,10 +197,21 @@ def test_deepspeed_zero2_in_two_ray_train_workers(tmp_path: Path) -> None:
     assert max(abs(a - b) for a, b in zip(ranks[0]["params"], ranks[1]["params"])) < 1e-6
 
 
+def _sixteen_rows():
+    """16 fixed 6-token rows, labelled by their second token's parity (the same on every rank)."""
+    import datasets
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(4, len(VOCAB), (16, 6), generator=g)
+    ids[:, 0] = 1
+    return datasets.Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * 6] * 16,
+                                       "labels": (ids[:, 1] % 2).tolist()})
+
+
 def _oom_trial(config: dict, ctx: DistributedContext) -> dict:
     """DDP training whose rank 1 runs out of 'memory' above 2 rows per micro-batch, mid-collective
     for rank 0, as one GPU of a group filling up would."""
-    import datasets
     import torch
 
     from trainables.distributed import shard, wrap_data_parallel
@@ -208,11 +219,7 @@ def _oom_trial(config: dict, ctx: DistributedContext) -> dict:
     from trainables.train import train
 
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(4, len(VOCAB), (16, 6), generator=g)
-    ids[:, 0] = 1
-    full = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * 6] * 16,
-                                       "labels": (ids[:, 1] % 2).tolist()})
+    full = _sixteen_rows()
     model = _model()
     wrap_data_parallel(model, ctx)
     settings = worker_settings(replace(SETTINGS, batch_size=config["hparams"]["batch_size"], epochs=1,
@@ -255,3 +262,71 @@ def test_one_rank_out_of_memory_retries_the_whole_group_with_a_smaller_micro_bat
     # 16 -> 8 rows (4 per rank: rank 1 fails again) -> 4 rows (2 per rank, 4 accumulations)
     assert [(r["new_batch_size"], r["new_grad_accumulation"]) for r in retries] == [(8, 2), (4, 4)]
     assert result == {"micro": 2, "accumulation": 4, "steps": 1}   # 8 rows per rank, 2 x 4 per update
+
+
+class Pruned(Exception):
+    """What a scheduler or script raises from the report callback to stop a trial."""
+
+
+def _epoch_logging_trial(config: dict, ctx: DistributedContext) -> dict:
+    """DDP training over ``config['epochs']`` epochs; each rank appends every epoch it finishes
+    to its own log before reporting it."""
+    import torch
+
+    from trainables.distributed import shard, wrap_data_parallel
+    from trainables.train import train
+
+    torch.set_num_threads(1)
+    full = _sixteen_rows()
+    model = _model()
+    wrap_data_parallel(model, ctx)
+    log = Path(config["out"], f"epochs{ctx.rank}.txt")
+
+    def on_epoch_end(epoch, metrics, improved, state):
+        with log.open("a") as f:
+            f.write(f"{epoch + 1}\n")
+        ctx.report({"epoch": epoch + 1})
+
+    task = SimpleNamespace(name="cls", info=SimpleNamespace(family="classification"))
+    settings = worker_settings(replace(SETTINGS, epochs=config["epochs"]), ctx.world_size)
+    train(model, {"cls": task}, {"cls": shard(full, ctx)}, _tokenizer(), settings, dev_score=lambda: 0.5,
+          on_epoch_end=on_epoch_end)
+    Path(config["out"], f"finished{ctx.rank}").touch()
+    return {"rank": ctx.rank}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_raising_report_callback_stops_every_worker_at_that_report(tmp_path: Path) -> None:
+    """Outside Ray Tune nothing kills the workers: they must leave at the report that raised."""
+    import time
+
+    import ray
+    import ray.cloudpickle
+
+    from trainables.distributed import run_distributed
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    seen: list[int] = []
+
+    def stop_after_epoch_2(metrics: dict) -> None:
+        seen.append(metrics["epoch"])
+        if metrics["epoch"] == 2:
+            raise Pruned("epoch 2 is enough")
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        with pytest.raises(Pruned, match="epoch 2 is enough"):
+            run_distributed(_epoch_logging_trial, {"out": str(tmp_path), "epochs": 6}, num_workers=2,
+                            use_gpu=False, resources_per_worker={"CPU": 1}, report=stop_after_epoch_2,
+                            storage_path=str(tmp_path / "train"))
+        time.sleep(3)  # workers still running in the background would log epoch 3 meanwhile
+        logs = [(tmp_path / f"epochs{r}.txt").read_text().split() for r in (0, 1)]
+        # and the whole group is gone: its resources are free again
+        free = ray.available_resources().get("CPU", 0)
+    finally:
+        ray.shutdown()
+    assert seen == [1, 2]
+    assert logs == [["1", "2"], ["1", "2"]]
+    assert not list(tmp_path.glob("finished*"))
+    assert free == 2

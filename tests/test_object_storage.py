@@ -352,3 +352,78 @@ def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3,
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 jobs finished (2 already done before this run)" in again.stdout
     assert "Started a local Ray instance" not in again.stdout + again.stderr  # nothing to run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(s3, tmp_path, toy_root, small_model):
+    """Two Ray Train workers (DDP over gloo), each staging its own ``rank<r>/`` copy of the
+    bucket's ``resume/``: stopped after its first epoch and restarted on an empty cache, both
+    ranks continue from the bucket's ``state.pt`` (a rank starting over would not match rank 0)."""
+    import io
+    import shutil
+    import threading
+    import time
+
+    import ray
+    import torch
+
+    from trainables.trial import run_trial
+
+    out = s3.uri("trial/workers")
+    cache = tmp_path / "node"
+    config = _trial(out, cache, toy_root, small_model, stage="target", tasks=["toy_xnli"], languages=["en", "xs"],
+                    hparams={**HP, "epochs": 2, "max_length": 32},
+                    settings={"workers": 2, "resources": {"cpu": 0.5}})
+
+    def stop_after_first_epoch(metrics):
+        if metrics.get("epoch") == 1:
+            raise KeyboardInterrupt  # how Ray stops a trial; the workers leave at this report
+
+    staged = storage.staging_dir(out, cache)
+    seen: set[str] = set()
+    running = threading.Event()
+
+    def watch() -> None:  # each rank's staging folder lives only while the trial runs
+        while running.is_set():
+            for path in ("rank0/resume/state.pt", "rank0/model/heads.pt", "rank1/resume/state.pt", "rank1/model"):
+                if (staged / path).exists():
+                    seen.add(path)
+            time.sleep(0.02)
+
+    reports: list[dict] = []
+    # the workers inherit the fixture's dummy credentials from this process's environment
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(config, report=stop_after_first_epoch)
+        keys = s3.keys("trial/workers")
+        assert "resume/state.pt" in keys and "model/heads.pt" in keys
+        assert "result.json" not in keys and "error.txt" not in keys
+        with s3.fs().open_input_stream(f"{BUCKET}/trial/workers/resume/state.pt") as f:
+            assert torch.load(io.BytesIO(f.read()), weights_only=False)["epoch"] == 0   # epoch 1 finished
+        shutil.rmtree(cache)                                            # another node: nothing local
+
+        running.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            result = run_trial(config, report=reports.append)
+        finally:
+            running.clear()
+            watcher.join()
+    finally:
+        ray.shutdown()
+    # both ranks staged the bucket's resume state (only rank 0 needs model/) and went on from it
+    assert seen == {"rank0/resume/state.pt", "rank0/model/heads.pt", "rank1/resume/state.pt"}, seen
+    assert result["resumed_from_epoch"] == 1
+    epochs = [r for r in reports if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [2]                      # epoch 1 was not trained again
+    assert epochs[0]["train/steps"] == result["steps"] > 0 and result["steps"] % 2 == 0  # steps of both epochs
+    assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs"} <= set(result["metrics"])
+    keys = s3.keys("trial/workers")
+    assert "result.json" in keys and "error.txt" not in keys and not any(k.startswith("resume/") for k in keys)
+    assert {"model/config.json", "model/heads.pt"} <= set(keys)
+    assert result["model_dir"] == storage.join(out, "model")
+    assert storage.read_json(storage.join(out, "result.json"))["metrics"] == result["metrics"]
+    assert not staged.exists()                                      # the local copies are gone

@@ -21,6 +21,12 @@ data-parallel without changing the training loop:
 Every rank evaluates the (small) English dev split itself, so all ranks take the same
 model-selection decision; only rank 0 writes files (``ctx.is_main``) and rank 0's metrics are the
 ones that reach Tune. All ranks must call ``ctx.report`` equally often (it is a barrier).
+
+Stopping: when the trial's ``report`` callback raises (a scheduler prunes the trial, a script
+stops it after some epoch), the workers must not go on training in the background. Each report
+is therefore answered: rank 0 waits for the driver's go/stop for that report and broadcasts it,
+so every rank leaves at the same report with ``StopRequested``; once the Train run has ended,
+``run_distributed`` re-raises the callback's exception, as a single-process trial would.
 """
 from __future__ import annotations
 
@@ -39,6 +45,12 @@ import torch
 log = logging.getLogger(__name__)
 
 FINAL_KEY = "__xstilts_final__"
+# how long rank 0 waits for the driver's answer to a report before going on without it
+REPLY_TIMEOUT_S = 600.0
+
+
+class StopRequested(Exception):
+    """Raised by ``ctx.report`` on every rank when the driver asked the trial to stop there."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,29 @@ def wrap_data_parallel(model, ctx: DistributedContext, find_unused_parameters: b
     return ddp
 
 
+def _agree_on(stop: bool, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank (a broadcast; no-op for a single process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return stop
+    flag = torch.tensor([1 if stop else 0], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _await_reply(replies) -> bool:
+    """Rank 0: the driver's answer to the report just made (True: stop)."""
+    try:
+        return bool(replies.get(block=True, timeout=REPLY_TIMEOUT_S))
+    except queue_lib.Empty:
+        log.warning("no answer from the trial's driver to a report within %.0f s: going on", REPLY_TIMEOUT_S)
+        return False
+    except Exception as exc:  # noqa: BLE001 - the queue goes with the driver: nobody to train for
+        log.warning("the trial's driver is gone (%s): stopping", type(exc).__name__)
+        return True
+
+
 def _worker_loop(loop_config: dict) -> None:
     """Runs in every Ray Train worker: build the context, run the trial, report rank 0's result."""
     import ray.train
@@ -109,10 +144,20 @@ def _worker_loop(loop_config: dict) -> None:
                        ("LOCAL_RANK", train_ctx.get_local_rank()),
                        ("LOCAL_WORLD_SIZE", train_ctx.get_local_world_size())):
         os.environ.setdefault(key, str(value))
-    ctx = DistributedContext(rank=train_ctx.get_world_rank(), world_size=train_ctx.get_world_size(),
-                             local_rank=train_ctx.get_local_rank(), device=ray.train.torch.get_device(),
-                             report=lambda metrics: ray.train.report(dict(metrics)))
-    result = loop_config["trial_fn"](loop_config["config"], ctx)
+    rank, device, replies = train_ctx.get_world_rank(), ray.train.torch.get_device(), loop_config["replies"]
+
+    def report(metrics: dict) -> None:
+        ray.train.report(dict(metrics))
+        if _agree_on(_await_reply(replies) if rank == 0 else False, device):
+            raise StopRequested(f"rank {rank}: the trial was stopped after this report")
+
+    ctx = DistributedContext(rank=rank, world_size=train_ctx.get_world_size(),
+                             local_rank=train_ctx.get_local_rank(), device=device, report=report)
+    try:
+        result = loop_config["trial_fn"](loop_config["config"], ctx)
+    except StopRequested:
+        log.info("rank %d: stopped by the trial's driver", rank)
+        return
     ray.train.report({FINAL_KEY: result if ctx.is_main else None})
 
 
@@ -134,7 +179,9 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
     """Run ``trial_fn(config, ctx)`` on ``num_workers`` Ray Train workers; return rank 0's result.
 
     Call it from a Ray Tune trial function (or any Ray driver): reports of rank 0 go to
-    ``report`` as they happen. ``trial_fn`` must be importable or picklable by value by workers.
+    ``report`` as they happen. When ``report`` raises, the workers stop at that report and the
+    exception is raised here once the Train run is over. ``trial_fn`` must be importable or
+    picklable by value by workers.
     """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -143,10 +190,11 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
     if num_workers < 1:
         raise ValueError(f"num_workers: must be >= 1, got {num_workers}")
     report = report or (lambda metrics: None)
-    items = Queue(actor_options={"num_cpus": 0})
+    items = Queue(actor_options={"num_cpus": 0})      # rank 0's reports, to this process
+    replies = Queue(actor_options={"num_cpus": 0})    # this process's go (False) / stop (True) for each
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"trial_fn": trial_fn, "config": config},
+        train_loop_config={"trial_fn": trial_fn, "config": config, "replies": replies},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=timeout_s),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources_per_worker),
@@ -165,6 +213,7 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
     thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
     thread.start()
     final: dict = {}
+    stopped: dict = {}  # the report callback's exception, once it raised
 
     def drain(block: bool) -> None:
         while True:
@@ -174,17 +223,34 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
                 return
             if FINAL_KEY in metrics:
                 final["result"] = metrics[FINAL_KEY]
-            else:
-                report(metrics)
+                continue
+            if not stopped:
+                try:
+                    report(metrics)
+                except BaseException as exc:  # noqa: BLE001 - re-raised once the workers are gone
+                    stopped["error"] = exc
+                    log.info("run_distributed: the report callback raised %s: stopping the workers",
+                             type(exc).__name__)
+            replies.put(bool(stopped))
 
-    while thread.is_alive():
-        drain(block=True)
+    try:
+        while thread.is_alive():
+            drain(block=True)
+    except BaseException:
+        try:
+            replies.put(True)  # interrupted here (Ctrl-C): the workers stop at their next report
+        except Exception:  # noqa: BLE001 - Ray is going down: so are the workers
+            pass
+        raise
     thread.join()
     drain(block=False)
-    try:
-        items.shutdown()
-    except Exception:  # noqa: BLE001 - the queue actor is gone with the job anyway
-        pass
+    for q in (items, replies):
+        try:
+            q.shutdown()
+        except Exception:  # noqa: BLE001 - the queue actor is gone with the job anyway
+            pass
+    if stopped:
+        raise stopped["error"]
     if "error" in outcome:
         raise outcome["error"]
     if "result" not in final:

@@ -32,6 +32,7 @@ from trainables.families import get_family
 from trainables.families.base import set_feature_cache
 from trainables.model import build_model, resolve_model_path, save_model
 from trainables.adversarial import build_step
+from trainables.distributed import StopRequested
 from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
@@ -366,9 +367,15 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
             os.replace(resume_file.with_suffix(".tmp"), resume_file)
         if mirror:
             mirror.before_report(improved)
-        report(metrics)  # with several ranks: a barrier, so rank 0's files exist after it
+        stop = None
+        try:
+            report(metrics)  # with several ranks: a barrier, so rank 0's files exist after it
+        except StopRequested as exc:  # every rank got past the barrier: this epoch's state is complete
+            stop = exc
         if mirror:
             mirror.after_report()
+        if stop is not None:
+            raise stop
 
     mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
     return train(model, tasks, features, tokenizer, settings,
