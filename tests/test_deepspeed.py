@@ -153,6 +153,24 @@ def test_zero3_gradient_checkpointing_matches_plain(tmp_path: Path) -> None:
     assert a["losses"] == pytest.approx(b["losses"], abs=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("offload", [{"offload_optimizer": "cpu"},
+                                     {"offload_optimizer": "cpu", "offload_param": "cpu"}],
+                         ids=["optimizer", "optimizer+param"])
+def test_zero3_cpu_offload_trains_like_on_device_and_consolidates(offload: dict, tmp_path: Path) -> None:
+    """Offload moves the optimizer (DeepSpeed's CPU Adam, built on first use) and the parameters to
+    host memory: the same updates as without it, and a plain HF checkpoint at the end."""
+    offloaded = run_case({"stage": 3, "steps": 12, **offload}, tmp_path / "offload")
+    on_device = run_case({"stage": 3, "steps": 12, "skip_save": True}, tmp_path / "device")
+    assert (offloaded["optimizer"], on_device["optimizer"]) == ("DeepSpeedCPUAdam", "AdamW")
+    assert (offloaded["offload_param"], on_device["offload_param"]) == (offload.get("offload_param", "none"), "none")
+    assert offloaded["losses"] == pytest.approx(on_device["losses"], abs=1e-4)
+    assert offloaded["losses"][-1] < 0.7 * offloaded["losses"][0], offloaded["losses"]
+    assert offloaded["max_encoder_diff"] < 1e-5 and offloaded["max_head_diff"] < 1e-5
+    assert offloaded["weights_changed"] > 1e-4 and offloaded["loaded_keys_missing"] == []
+    assert offloaded["resumed_loss"] == pytest.approx(offloaded["continued_loss"], abs=1e-6)
+
+
 # ---------------------------------------------------------------- the subprocess side
 
 def _tiny_model(seed: int):
@@ -191,15 +209,18 @@ def _worker(case: dict) -> dict:
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     settings = replace(SETTINGS, batch_size=8, grad_accumulation=1, warmup_ratio=0.0, learning_rate=1e-2)
     out = Path(case["out"])
-    opt = DeepSpeedOptimization(model, settings, 40, ds_settings={"stage": case["stage"], "precision": "fp32",
-                                                                   "gradient_checkpointing": case.get("checkpointing", False)},
-                                checkpoint_dir=out / "resume")
+    ds_settings = {"stage": case["stage"], "precision": "fp32", "gradient_checkpointing": case.get("checkpointing", False),
+                   "offload_optimizer": case.get("offload_optimizer", "none"),
+                   "offload_param": case.get("offload_param", "none")}
+    opt = DeepSpeedOptimization(model, settings, 40, ds_settings=ds_settings, checkpoint_dir=out / "resume")
     model.train()
     losses = []
     for _ in range(case["steps"]):
         losses.append(plain_step(model, task, batch, opt.backward))
         opt.update()
-    result: dict = {"losses": losses}
+    offload_param = opt.engine.zero_offload_param()
+    result: dict = {"losses": losses, "optimizer": type(opt.engine.basic_optimizer).__name__,
+                    "offload_param": str(getattr(offload_param, "device", None) or "none")}
     if case.get("skip_save"):
         return result
     state = opt.state_dict()
