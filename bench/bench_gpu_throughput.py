@@ -10,6 +10,10 @@
 
 Each measurement runs in its own process, which launches DeepSpeed single-process itself
 (RANK/WORLD_SIZE/MASTER_* set here). Usage: ``python bench/bench_gpu_throughput.py [--out f.json]``.
+
+``--smoke`` runs the same two measurements on the CPU (DeepSpeed's CPU accelerator) with
+2-layer models of the two presets' widths cut down, so the script is known to work before GPU
+time is spent on it; its figures mean nothing. ``tests/test_bench_gpu_smoke.py`` runs it.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,8 +40,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def single_process_env() -> dict:
-    return {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+def single_process_env(smoke: bool = False) -> dict:
+    return {**os.environ, **({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"} if smoke else {}), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "PYTHONPATH": str(REPO)}
 
 
@@ -44,7 +49,7 @@ def peak_flops(device_name: str) -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None)
 
 
-def build(preset_name: str, num_labels: int = 3):
+def build(preset_name: str, shape: dict | None = None, num_labels: int = 3):
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
@@ -52,7 +57,7 @@ def build(preset_name: str, num_labels: int = 3):
     from trainables.model import MultiTaskModel
     from trainables.presets import PRESETS
 
-    p = PRESETS[preset_name]
+    p = replace(PRESETS[preset_name], **(shape or {}))  # the smoke run's cut-down shapes
     config = XLMRobertaConfig(vocab_size=p.vocab, hidden_size=p.hidden, num_hidden_layers=p.layers,
                               num_attention_heads=p.heads, intermediate_size=p.intermediate,
                               max_position_embeddings=p.max_positions, type_vocab_size=1)
@@ -71,48 +76,56 @@ def measure(case: dict) -> dict:
     from trainables.steps import plain_step
     from trainables.train import TrainSettings
 
-    model, preset = build(case["preset"])
+    model, preset = build(case["preset"], case.get("shape"))
+    model_params = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     micro, seq = case["micro_batch"], case["seq_len"]
+    device = case.get("device", "cuda")
+    cuda = device == "cuda"
     settings = TrainSettings(learning_rate=1e-5, batch_size=micro, eval_batch_size=micro, epochs=1, max_length=seq,
                              warmup_ratio=0.0, weight_decay=0.01, max_grad_norm=1.0, grad_accumulation=1,
                              max_steps=1000, seed=0)
     if case["ds"].get("offload_param", "none") == "none":
-        model.cuda()
+        model.to(device)
     opt = DeepSpeedOptimization(model, settings, 1000, ds_settings=case["ds"])
     task = SimpleNamespace(name="cls", info=SimpleNamespace(family="classification"))
     gen = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(5, preset.vocab, (micro, seq), generator=gen).cuda(),
-             "attention_mask": torch.ones(micro, seq, dtype=torch.long).cuda(),
-             "labels": torch.randint(0, 3, (micro,), generator=gen).cuda()}
+    batch = {"input_ids": torch.randint(5, preset.vocab, (micro, seq), generator=gen).to(device),
+             "attention_mask": torch.ones(micro, seq, dtype=torch.long).to(device),
+             "labels": torch.randint(0, 3, (micro,), generator=gen).to(device)}
     model.train()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    losses = []
     for _ in range(case["warmup"]):
-        plain_step(model, task, batch, opt.backward)
+        losses.append(plain_step(model, task, batch, opt.backward))
         opt.update()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(case["steps"]):
-        plain_step(model, task, batch, opt.backward)
+        losses.append(plain_step(model, task, batch, opt.backward))
         opt.update()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     seconds = (time.perf_counter() - started) / case["steps"]
     tokens_per_s = micro * seq / seconds
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if cuda else "cpu"
     peak = peak_flops(name)
     estimate = estimate_for(preset, precision=case["ds"]["precision"], stage=case["ds"]["stage"],
                             offload_optimizer=case["ds"].get("offload_optimizer", "none"),
                             offload_param=case["ds"].get("offload_param", "none"), micro_batch=micro, seq_len=seq,
                             gradient_checkpointing=case["ds"].get("gradient_checkpointing", False))
-    return {"case": case["name"], "device": name, "params": preset.params, "micro_batch": micro, "seq_len": seq,
+    return {"case": case["name"], "device": name, "params": preset.params, "model_params": model_params, "micro_batch": micro, "seq_len": seq,
             "step_seconds": seconds, "tokens_per_s": tokens_per_s,
             "mfu": 6 * preset.params * tokens_per_s / peak if peak else None,
-            "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9, "estimate_gb": estimate.total / 1e9}
+            "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if cuda else None,
+            "estimate_gb": estimate.total / 1e9, "losses": losses}
 
 
 def run_case(case: dict) -> dict:
     """``measure`` in a fresh process (one engine per process); an OOM comes back as a record."""
     proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True,
-                          env=single_process_env(), cwd=REPO, timeout=1800)
+                          env=single_process_env(smoke=case.get("device") == "cpu"), cwd=REPO, timeout=1800)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
         return json.loads(lines[-1])
@@ -128,6 +141,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--large-micro-batch", type=int, default=32)
     parser.add_argument("--max-xl-micro-batch", type=int, default=64)
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU: check the script runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.case:
@@ -135,20 +149,30 @@ def main() -> int:
         return 0
     import torch
 
-    if not torch.cuda.is_available():
-        log.info("bench_gpu_throughput: no CUDA device; skipped (run it on an H100/H200)")
+    if args.smoke:
+        device, seq_len, steps = "cpu", 32, 2
+        shapes = {"xlm-roberta-large": {"layers": 2, "hidden": 64, "heads": 4, "intermediate": 128, "vocab": 1000},
+                  "facebook/xlm-roberta-xl": {"layers": 2, "hidden": 80, "heads": 4, "intermediate": 160,
+                                              "vocab": 1000}}
+    elif torch.cuda.is_available():
+        device, seq_len, steps, shapes = "cuda", 256, 10, {}
+    else:
+        log.info("bench_gpu_throughput: no CUDA device; skipped (run it on an H100/H200, or --smoke)")
         return 0
-    results = [run_case({"name": "large-bf16-zero2", "preset": "xlm-roberta-large", "seq_len": 256,
-                         "micro_batch": args.large_micro_batch, "warmup": 3, "steps": 10,
-                         "ds": {"stage": 2, "precision": "bf16"}})]
+
+    def case(name: str, preset: str, micro: int, ds: dict, warmup: int, timed: int) -> dict:
+        return {"name": name, "preset": preset, "shape": shapes.get(preset), "device": device, "seq_len": seq_len,
+                "micro_batch": micro, "warmup": warmup, "steps": timed, "ds": ds}
+
+    results = [run_case(case("large-bf16-zero2", "xlm-roberta-large", args.large_micro_batch,
+                             {"stage": 2, "precision": "bf16"}, warmup=3, timed=steps))]
     log.info("%s", results[-1])
     best = None
     micro = 1
     while micro <= args.max_xl_micro_batch:
-        r = run_case({"name": "xl-zero3-offload", "preset": "facebook/xlm-roberta-xl", "seq_len": 256,
-                      "micro_batch": micro, "warmup": 1, "steps": 2,
-                      "ds": {"stage": 3, "precision": "bf16", "offload_optimizer": "cpu", "offload_param": "cpu",
-                             "gradient_checkpointing": True}})
+        r = run_case(case("xl-zero3-offload", "facebook/xlm-roberta-xl", micro,
+                          {"stage": 3, "precision": "bf16", "offload_optimizer": "cpu", "offload_param": "cpu",
+                           "gradient_checkpointing": True}, warmup=1, timed=2))
         log.info("%s", r)
         results.append(r)
         if "failed" in r:
@@ -159,7 +183,10 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2))
-    return 0
+    errors = [r for r in results if r.get("failed") == "error"]  # an OOM ends the search; an error is a bug
+    for r in errors:
+        log.error("%s (micro-batch %s) failed: %s", r["case"], r["micro_batch"], r["stderr_tail"])
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
