@@ -428,11 +428,22 @@ class StudyRunner:
                                 model_dir=best.get("model_dir") if job.stage != "eval" else None,
                                 log_checkpoint=self.spec.mlflow.log_checkpoints,
                                 extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
-                                            "failed_trials": len(errors), "stopped_trials": len(stopped)})
+                                            "failed_trials": len(errors), "stopped_trials": len(stopped),
+                                            **oom_tag(best)})
         storage.write_json(self.paths.job_file(job.id),
                           {"job": job.to_dict(), "best_trial": best["trial_id"], "model_dir": best.get("model_dir"),
                            "metrics": best["metrics"], "hparams": best["hparams"], "failed_trials": errors})
         self.outcomes[job.id] = outcome
+
+
+def oom_tag(result: dict) -> dict[str, str]:
+    """The micro-batch changes out-of-memory retries made in a trial, as one readable tag
+    (``16x1 -> 8x2; 8x2 -> 4x4``: micro-batch x accumulation); nothing when none were needed."""
+    retries = result.get("oom_retries") or []
+    if not retries:
+        return {}
+    return {"oom_retries": "; ".join(f"{r['old_batch_size']}x{r['old_grad_accumulation']} -> "
+                                     f"{r['new_batch_size']}x{r['new_grad_accumulation']}" for r in retries)}
 
 
 def run_study(spec: Spec, plan: Plan, *, tracking_uri: str, address: str | None = None,

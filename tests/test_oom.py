@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
@@ -25,6 +26,13 @@ from trainables.train import TrainSettings, train
 ])
 def test_is_out_of_memory(exc: BaseException, expected: bool) -> None:
     assert is_out_of_memory(exc) is expected
+
+
+def test_a_real_failed_host_allocation_counts_as_out_of_memory() -> None:
+    """What this torch build raises when host memory runs out (2**60 bytes exceed any address space)."""
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**60, dtype=torch.uint8)
+    assert is_out_of_memory(failed.value), str(failed.value)
 
 
 def test_wrapped_out_of_memory() -> None:
@@ -158,3 +166,45 @@ def test_out_of_memory_of_one_rank_in_a_ray_train_group() -> None:
                                              1: torch.OutOfMemoryError("CUDA out of memory")})
     assert is_out_of_memory(oom)
     assert not is_out_of_memory(WorkerGroupError("rank 1 failed", {1: ValueError("bad shape")}))
+
+
+# ---------------------------------------------------------------- what MLflow records of a retry
+
+def test_a_retried_trial_leaves_its_micro_batch_changes_in_the_job_run(tmp_path, toy_root, small_model):
+    """The driver's record of a job whose selected trial needed two OOM retries: the smaller
+    micro-batch it ran with, how many retries, and each change, on the job's MLflow run."""
+    import mlflow
+
+    from sweep.plan import build_plan
+    from sweep.run import StudyRunner
+    from sweep.spec import load_spec
+    from tests.conftest import write_spec
+    from trainables.records import write_json_atomic
+
+    spec = load_spec(write_spec(tmp_path / "study.yaml", toy_root, small_model))
+    plan = build_plan(spec)
+    job = next(j for j in plan.jobs if j.stage == "target")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runner = StudyRunner(spec, plan, tracking_uri=uri)
+    runner.tracker.start_study(plan, None, {})
+    retried, plain = tmp_path / "t0", tmp_path / "t1"
+    retries = [{"attempt": 1, "old_batch_size": 16, "old_grad_accumulation": 1, "new_batch_size": 8,
+                "new_grad_accumulation": 2, "error": "CUDA out of memory"},
+               {"attempt": 2, "old_batch_size": 8, "old_grad_accumulation": 2, "new_batch_size": 4,
+                "new_grad_accumulation": 4, "error": "CUDA out of memory"}]
+    for folder, score, hparams, oom in ((retried, 0.7, {"batch_size": 4, "grad_accumulation": 4}, retries),
+                                        (plain, 0.6, {"batch_size": 16, "grad_accumulation": 1}, [])):
+        folder.mkdir()
+        metrics = {spec.search.metric: score, **({"train/oom_retries": float(len(oom))} if oom else {})}
+        write_json_atomic(folder / "result.json", {"trial_id": folder.name, "metrics": metrics, "hparams": hparams,
+                                                   "oom_retries": oom, "model_dir": None})
+    Path(runner.paths.job_file(job.id)).parent.mkdir(parents=True)  # made when its trials start
+    runner._finish_job(job, [str(retried), str(plain)], nested=True)
+
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                f"tags.`xstilts.job_id` = '{job.id}'")
+    assert run.data.tags["xstilts.best_trial"] == "t0"
+    assert run.data.tags["xstilts.oom_retries"] == "16x1 -> 8x2; 8x2 -> 4x4"
+    assert (run.data.params["selected.batch_size"], run.data.params["selected.grad_accumulation"]) == ("4", "4")
+    assert run.data.metrics["train/oom_retries"] == 2

@@ -24,6 +24,7 @@ OOM_MESSAGES = (
     "cudnn_status_alloc_failed",
     "cuda error: out of memory",
     "not enough memory",             # DeepSpeed's swapper/offload ("Not enough memory ...")
+    "can't allocate memory",         # torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory")
     "failed to allocate",            # DeepSpeed / NCCL allocation failures
 )
 
