@@ -142,6 +142,8 @@ def main() -> int:
     parser.add_argument("--large-micro-batch", type=int, default=32)
     parser.add_argument("--max-xl-micro-batch", type=int, default=64)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU: check the script runs")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no further XL micro-batch after this many seconds (device time is lent)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.case:
@@ -169,7 +171,11 @@ def main() -> int:
     log.info("%s", results[-1])
     best = None
     micro = 1
+    started = time.monotonic()
     while micro <= args.max_xl_micro_batch:
+        if best is not None and args.budget_s is not None and time.monotonic() - started > args.budget_s:
+            log.info("time budget spent: the XL search stops before micro-batch %d", micro)
+            break
         r = run_case(case("xl-zero3-offload", "facebook/xlm-roberta-xl", micro,
                           {"stage": 3, "precision": "bf16", "offload_optimizer": "cpu", "offload_param": "cpu",
                            "gradient_checkpointing": True}, warmup=1, timed=2))
