@@ -17,7 +17,8 @@ import pytest
 from trainables import storage
 
 BUCKET = "xstilts-test"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+# distinctive values, so a test can look for them where they must never appear (moto takes any)
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAXSTILTSTESTKEY01", "AWS_SECRET_ACCESS_KEY": "xstilts-dummy-secret-4f9c2e",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
@@ -33,7 +34,8 @@ class S3Server:
         import pyarrow.fs
 
         return pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
-                                       region="us-east-1", access_key="testing", secret_key="testing",
+                                       region="us-east-1", access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                       secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                                        allow_bucket_creation=True)
 
     def keys(self, prefix: str) -> list[str]:
@@ -347,6 +349,13 @@ def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3,
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     inter_run = next(r for r in runs if r.data.tags["xstilts.stage"] == "intermediate")
     assert "checkpoint/heads.pt" in {a.path for a in client.list_artifacts(inter_run.info.run_id, "checkpoint")}
+    # the credentials came from the environment and went nowhere in MLflow: no param, tag or run name
+    secrets = (CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    every_run = client.search_runs([exp.experiment_id])
+    assert len(every_run) > len(runs)                                  # the study's run and trial runs too
+    for r in every_run:
+        recorded = [*r.data.params.items(), *r.data.tags.items(), ("name", r.info.run_name or "")]
+        assert not [(k, v) for k, v in recorded if any(x in f"{k}={v}" for x in secrets)], r.info.run_id
 
     again = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -356,10 +365,12 @@ def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3,
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(s3, tmp_path, toy_root, small_model):
-    """Two Ray Train workers (DDP over gloo), each staging its own ``rank<r>/`` copy of the
-    bucket's ``resume/``: stopped after its first epoch and restarted on an empty cache, both
-    ranks continue from the bucket's ``state.pt`` (a rank starting over would not match rank 0)."""
+@pytest.mark.parametrize("engine", ["ddp", "zero2"])
+def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, tmp_path, toy_root, small_model):
+    """Two Ray Train workers (DDP over gloo, or DeepSpeed ZeRO-2 with each rank's optimizer
+    shard), each staging its own ``rank<r>/`` copy of the bucket's ``resume/``: stopped after its
+    first epoch and restarted on an empty cache, both ranks continue from the bucket's state (a
+    rank starting over would not match rank 0)."""
     import io
     import shutil
     import threading
@@ -370,11 +381,13 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(s3, tmp_path
 
     from trainables.trial import run_trial
 
-    out = s3.uri("trial/workers")
+    prefix = f"trial/workers-{engine}"
+    out = s3.uri(prefix)
     cache = tmp_path / "node"
+    settings = {"workers": 2, "resources": {"cpu": 0.5},
+                **({"deepspeed": {"stage": 2, "precision": "fp32"}} if engine == "zero2" else {})}
     config = _trial(out, cache, toy_root, small_model, stage="target", tasks=["toy_xnli"], languages=["en", "xs"],
-                    hparams={**HP, "epochs": 2, "max_length": 32},
-                    settings={"workers": 2, "resources": {"cpu": 0.5}})
+                    hparams={**HP, "epochs": 2, "max_length": 32}, settings=settings)
 
     def stop_after_first_epoch(metrics):
         if metrics.get("epoch") == 1:
@@ -397,10 +410,13 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(s3, tmp_path
     try:
         with pytest.raises(KeyboardInterrupt):
             run_trial(config, report=stop_after_first_epoch)
-        keys = s3.keys("trial/workers")
+        keys = s3.keys(prefix)
         assert "resume/state.pt" in keys and "model/heads.pt" in keys
         assert "result.json" not in keys and "error.txt" not in keys
-        with s3.fs().open_input_stream(f"{BUCKET}/trial/workers/resume/state.pt") as f:
+        if engine == "zero2":  # one checkpoint tag, with the optimizer shard of each rank
+            shards = {k.rsplit("/", 1)[1] for k in keys if k.startswith("resume/deepspeed/step")}
+            assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= shards
+        with s3.fs().open_input_stream(f"{BUCKET}/{prefix}/resume/state.pt") as f:
             assert torch.load(io.BytesIO(f.read()), weights_only=False)["epoch"] == 0   # epoch 1 finished
         shutil.rmtree(cache)                                            # another node: nothing local
 
@@ -421,7 +437,7 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(s3, tmp_path
     assert [r["epoch"] for r in epochs] == [2]                      # epoch 1 was not trained again
     assert epochs[0]["train/steps"] == result["steps"] > 0 and result["steps"] % 2 == 0  # steps of both epochs
     assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs"} <= set(result["metrics"])
-    keys = s3.keys("trial/workers")
+    keys = s3.keys(prefix)
     assert "result.json" in keys and "error.txt" not in keys and not any(k.startswith("resume/") for k in keys)
     assert {"model/config.json", "model/heads.pt"} <= set(keys)
     assert result["model_dir"] == storage.join(out, "model")
