@@ -380,8 +380,9 @@ class StudyRunner:
                                                "dev/score": "dev"},
                                max_report_frequency=30,
                                max_column_length=48)  # multi-task labels stay readable
-        # Ray Tune writes its experiment folders through pyarrow too: a URI works as it is
-        run_config = RunConfig(name=name, storage_path=str(storage.join(self.paths.root, "ray")),
+        # Ray Tune writes its experiment folders through pyarrow too, given our filesystem
+        ray_path, ray_fs = storage.for_ray(storage.join(self.paths.root, "ray"))
+        run_config = RunConfig(name=name, storage_path=ray_path, storage_filesystem=ray_fs,
                                verbose=self.verbose,
                                failure_config=FailureConfig(max_failures=self.spec.max_failures),
                                callbacks=[callback], progress_reporter=reporter)

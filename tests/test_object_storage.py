@@ -1,8 +1,10 @@
-"""Object storage (``storage: s3://...``) against a real S3 API: moto's server on loopback.
+"""Object storage (``storage: s3://...`` / ``gs://...``) against real S3 and GCS APIs on loopback:
+moto's server and gcp-storage-emulator.
 
-The server listens on 127.0.0.1 only, on a free port, with dummy credentials from the
-environment (as a user's would come from theirs); every URI names it with
-``endpoint_override``, so nothing here can reach a real bucket.
+The servers listen on 127.0.0.1 only, on free ports; S3 gets dummy credentials from the
+environment (as a user's would come from theirs), the GCS emulator anonymous access. Every URI
+names its server with ``endpoint_override``, so nothing here can reach a real bucket. The tests
+taking ``store`` run on both.
 """
 from __future__ import annotations
 
@@ -22,21 +24,20 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAXSTILTSTESTKEY01", "AWS_SECRET_ACCESS_K
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-class S3Server:
-    def __init__(self, port: int):
-        self.port = port
-        self.options = f"endpoint_override=127.0.0.1:{port}&scheme=http"
+class _Server:
+    """A loopback object store: URIs naming it, a pyarrow filesystem on it, its keys."""
+
+    scheme = ""
+    env: dict = {}  # what a process needs in its environment to reach it
+
+    def __init__(self, port: int, options: str):
+        self.port, self.options, self.bucket = port, options, BUCKET
 
     def uri(self, prefix: str, bucket: str = BUCKET) -> str:
-        return f"s3://{bucket}/{prefix}?{self.options}"
+        return f"{self.scheme}://{bucket}/{prefix}?{self.options}"
 
     def fs(self):
-        import pyarrow.fs
-
-        return pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
-                                       region="us-east-1", access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                       secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                                       allow_bucket_creation=True)
+        raise NotImplementedError
 
     def keys(self, prefix: str) -> list[str]:
         """Every object under ``BUCKET/prefix``, as paths relative to it."""
@@ -48,6 +49,39 @@ class S3Server:
                       if i.type == pyarrow.fs.FileType.File)
 
 
+class S3Server(_Server):
+    scheme, env = "s3", CREDENTIALS
+
+    def __init__(self, port: int):
+        super().__init__(port, f"endpoint_override=127.0.0.1:{port}&scheme=http")
+
+    def fs(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
+                                       region="us-east-1", access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                       secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                                       allow_bucket_creation=True)
+
+
+class GcsServer(_Server):
+    scheme = "gs"
+
+    def __init__(self, port: int):
+        super().__init__(port, f"endpoint_override=127.0.0.1:{port}&scheme=http&anonymous=true")
+
+    def fs(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.GcsFileSystem(anonymous=True, endpoint_override=f"127.0.0.1:{self.port}", scheme="http")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def s3():
     from moto.server import ThreadedMotoServer
@@ -55,9 +89,7 @@ def s3():
     saved = {k: os.environ.get(k) for k in CREDENTIALS}
     os.environ.update(CREDENTIALS)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -71,6 +103,26 @@ def s3():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    from gcp_storage_emulator.server import create_server
+
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    try:
+        yield GcsServer(port)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["s3", "gs"])
+def store(request):
+    """Each object store in turn."""
+    return request.getfixturevalue("s3" if request.param == "s3" else "gcs")
 
 
 # --------------------------------------------------------------------------- locations, no server
@@ -95,7 +147,8 @@ def test_spec_storage_accepts_s3_and_gs_and_rejects_other_schemes_in_one_line():
 
     base = {"name": "x", "targets": ["toy_xnli"]}
     for ok in ("runs", "/mnt/nfs/runs", "s3://bucket/runs", "gs://bucket/runs",
-               "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http&region=eu-west-1"):
+               "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http&region=eu-west-1",
+               "gs://bucket/runs?endpoint_override=127.0.0.1:4443&scheme=http&anonymous=true"):
         assert parse_spec({**base, "storage": ok}).storage == ok
     cases = {"hdfs://nn/runs": "unsupported scheme 'hdfs://'", "https://host/runs": "unsupported scheme",
              "s3://": "needs a bucket", "s3://bucket/runs?verbose=1": "unknown s3:// option 'verbose'",
@@ -111,10 +164,10 @@ def test_spec_storage_accepts_s3_and_gs_and_rejects_other_schemes_in_one_line():
         parse_spec({**base, "cache_dir": "s3://bucket/cache"})
 
 
-# --------------------------------------------------------------------------- helpers on S3
+# --------------------------------------------------------------------------- helpers on S3 and GCS
 
-def test_files_and_folders_round_trip(s3, tmp_path):
-    root = s3.uri("unit/files")
+def test_files_and_folders_round_trip(store, tmp_path):
+    root = store.uri("unit/files")
     assert not storage.exists(root) and storage.read_text(storage.join(root, "a.json")) is None
     storage.write_json(storage.join(root, "a.json"), {"x": 1})
     storage.write_text(storage.join(root, "sub", "b.txt"), "hello\n")
@@ -131,7 +184,7 @@ def test_files_and_folders_round_trip(s3, tmp_path):
     assert not storage.exists(storage.join(root, "a.json"))
     storage.delete_dir(storage.join(root, "sub"))
     storage.delete_dir(storage.join(root, "sub"))
-    assert s3.keys("unit/files") == []
+    assert store.keys("unit/files") == []
 
     local = tmp_path / "model"
     (local / "nested").mkdir(parents=True)
@@ -139,15 +192,15 @@ def test_files_and_folders_round_trip(s3, tmp_path):
     (local / "heads.pt").write_bytes(os.urandom(3 * 1024 * 1024))  # a multipart-sized object
     (local / "nested" / "x.txt").write_text("x")
     (local / "skip.tmp").write_text("no")
-    target = s3.uri("unit/model")
+    target = store.uri("unit/model")
     assert storage.upload_dir(local, target, exclude=("skip.tmp",)) == 3
-    assert s3.keys("unit/model") == ["config.json", "heads.pt", "nested/x.txt"]
+    assert store.keys("unit/model") == ["config.json", "heads.pt", "nested/x.txt"]
     assert set(storage.manifest(target)) == {"config.json", "heads.pt", "nested/x.txt"}
     back = tmp_path / "back"
     assert storage.download_dir(target, back)
     assert (back / "heads.pt").read_bytes() == (local / "heads.pt").read_bytes()
     assert (back / "nested" / "x.txt").read_text() == "x" and not (back / "skip.tmp").exists()
-    assert not storage.download_dir(s3.uri("unit/nothing"), tmp_path / "none")
+    assert not storage.download_dir(store.uri("unit/nothing"), tmp_path / "none")
     assert not (tmp_path / "none").exists()
 
 
@@ -187,12 +240,12 @@ def _trial(output_dir: str, cache: Path, toy_root: Path, model: Path, **fields) 
             "output_dir": output_dir, "cache_dir": str(cache), "num_threads": 1, **fields}
 
 
-def test_a_trial_mirrors_to_s3_resumes_from_it_and_a_target_starts_from_it(s3, tmp_path, toy_root, small_model):
+def test_a_trial_mirrors_to_the_bucket_resumes_from_it_and_a_target_starts_from_it(store, tmp_path, toy_root, small_model):
     """The resume state and best model go up after each epoch; another "node" (an empty cache)
     continues from them; result.json comes last; a target trial stages the model from S3."""
     from trainables.trial import run_trial
 
-    out = s3.uri("trial/inter")
+    out = store.uri("trial/inter")
     cache_a, cache_b = tmp_path / "node-a", tmp_path / "node-b"
 
     def stop_after_first_epoch(metrics):
@@ -201,28 +254,28 @@ def test_a_trial_mirrors_to_s3_resumes_from_it_and_a_target_starts_from_it(s3, t
 
     with pytest.raises(KeyboardInterrupt):
         run_trial(_trial(out, cache_a, toy_root, small_model), report=stop_after_first_epoch)
-    keys = s3.keys("trial/inter")
+    keys = store.keys("trial/inter")
     assert "resume/state.pt" in keys and "model/config.json" in keys and "model/heads.pt" in keys
     assert "result.json" not in keys and "error.txt" not in keys
 
     reports: list[dict] = []
     result = run_trial(_trial(out, cache_b, toy_root, small_model), report=reports.append)
     assert [r["epoch"] for r in reports if "epoch" in r] == [2] and result["resumed_from_epoch"] == 1
-    keys = s3.keys("trial/inter")
+    keys = store.keys("trial/inter")
     assert "result.json" in keys and not any(k.startswith("resume/") for k in keys)
     assert result["model_dir"] == storage.join(out, "model")
     assert storage.read_json(storage.join(out, "result.json"))["metrics"] == result["metrics"]
     assert not storage.staging_dir(out, cache_b).exists()          # the local copy is gone
     assert run_trial(_trial(out, cache_b, toy_root, small_model))["metrics"] == result["metrics"]  # done
 
-    target_out = s3.uri("trial/target")
+    target_out = store.uri("trial/target")
     target = run_trial(_trial(target_out, cache_a, toy_root, small_model, stage="target", tasks=["toy_xnli"],
                               languages=["en", "xs"], init_from=result["model_dir"],
                               hparams={**HP, "epochs": 1}))
     assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs"} <= set(target["metrics"])
     staged = storage.staging_dir(result["model_dir"], cache_a)
     assert (staged / "heads.pt").is_file()                          # read from the bucket
-    assert "model/heads.pt" in s3.keys("trial/target") and "result.json" in s3.keys("trial/target")
+    assert "model/heads.pt" in store.keys("trial/target") and "result.json" in store.keys("trial/target")
 
 
 def test_a_failed_trial_leaves_error_txt_in_the_bucket(s3, tmp_path, small_model):
@@ -304,23 +357,23 @@ def test_sweep_run_with_a_missing_bucket_fails_early_in_one_line(s3, tmp_path, t
 
 
 @pytest.mark.slow
-def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3, tmp_path, toy_root, small_model):
+def test_sweep_run_on_object_storage_writes_everything_to_the_bucket_and_resumes_from_it(store, tmp_path, toy_root, small_model):
     from tests.conftest import run_sweep, write_spec
 
     hp = {"intermediate": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32},
           "target": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32}}
     spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
                       targets=[{"task": "toy_xnli", "languages": ["en", "xs"]}], hyperparameters=hp,
-                      storage=s3.uri("runs"))
-    proc = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS)
+                      storage=store.uri("runs"))
+    proc = run_sweep("run", str(spec), cwd=tmp_path, env=store.env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "2 jobs finished" in proc.stdout, out
     assert "a sqlite MLflow store cannot live" in proc.stderr          # the warning, once per run
     assert not (tmp_path / "runs").exists()                          # nothing went to a local folder
 
-    keys = s3.keys("runs/e2e")
-    plan = json.loads(s3.fs().open_input_stream(f"{BUCKET}/runs/e2e/plan.json").read())
+    keys = store.keys("runs/e2e")
+    plan = json.loads(store.fs().open_input_stream(f"{BUCKET}/runs/e2e/plan.json").read())
     (inter,) = [j for j in plan["jobs"] if j["stage"] == "intermediate"]
     (target,) = [j for j in plan["jobs"] if j["stage"] == "target"]
     for job in (inter, target):
@@ -334,9 +387,9 @@ def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3,
     assert {"report.md", "report.csv"} <= set(keys) and any(k.startswith("ray/") for k in keys)
 
     # the target trial started from the intermediate model in the bucket, through a staged copy
-    record = json.loads(s3.fs().open_input_stream(f"{BUCKET}/runs/e2e/{results[target['id']]}").read())
-    assert record["config"]["init_from"].startswith(f"s3://{BUCKET}/runs/e2e/jobs/{inter['id']}/")
-    assert record["model_dir"].startswith("s3://")
+    record = json.loads(store.fs().open_input_stream(f"{BUCKET}/runs/e2e/{results[target['id']]}").read())
+    assert record["config"]["init_from"].startswith(f"{store.scheme}://{BUCKET}/runs/e2e/jobs/{inter['id']}/")
+    assert record["model_dir"].startswith(f"{store.scheme}://")
     staged = storage.staging_dir(record["config"]["init_from"], tmp_path / "cache")
     assert (staged / "config.json").is_file()
 
@@ -350,14 +403,14 @@ def test_sweep_run_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(s3,
     inter_run = next(r for r in runs if r.data.tags["xstilts.stage"] == "intermediate")
     assert "checkpoint/heads.pt" in {a.path for a in client.list_artifacts(inter_run.info.run_id, "checkpoint")}
     # the credentials came from the environment and went nowhere in MLflow: no param, tag or run name
-    secrets = (CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    secrets = (CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"])  # the S3 server's
     every_run = client.search_runs([exp.experiment_id])
     assert len(every_run) > len(runs)                                  # the study's run and trial runs too
     for r in every_run:
         recorded = [*r.data.params.items(), *r.data.tags.items(), ("name", r.info.run_name or "")]
         assert not [(k, v) for k, v in recorded if any(x in f"{k}={v}" for x in secrets)], r.info.run_id
 
-    again = run_sweep("run", str(spec), cwd=tmp_path, env=CREDENTIALS)
+    again = run_sweep("run", str(spec), cwd=tmp_path, env=store.env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 jobs finished (2 already done before this run)" in again.stdout
     assert "Started a local Ray instance" not in again.stdout + again.stderr  # nothing to run

@@ -175,6 +175,7 @@ def _forwarding_callback(item_queue):
 def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config: dict, *, num_workers: int,
                     use_gpu: bool = False, resources_per_worker: dict | None = None,
                     report: Callable[[dict], None] | None = None, storage_path: str | None = None,
+                    storage_filesystem=None,
                     name: str | None = None, timeout_s: int = 1800) -> Any:
     """Run ``trial_fn(config, ctx)`` on ``num_workers`` Ray Train workers; return rank 0's result.
 
@@ -200,6 +201,7 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
                                      resources_per_worker=resources_per_worker),
         run_config=RunConfig(name=name or f"xstilts-{uuid.uuid4().hex[:8]}",
                              storage_path=storage_path or tempfile.mkdtemp(prefix="xstilts-train-"),
+                             storage_filesystem=storage_filesystem,
                              callbacks=[_forwarding_callback(items)]),
     )
     outcome: dict = {}

@@ -6,6 +6,7 @@ Every helper takes a *location*: a local path (``str`` or ``Path``) or a URI tha
     s3://bucket/prefix
     s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http   # MinIO, moto, Ceph ...
     gs://bucket/prefix
+    gs://bucket/prefix?endpoint_override=127.0.0.1:4443&scheme=http&anonymous=true  # an emulator
 
 Local locations keep their plain ``pathlib`` behaviour (nothing here imports pyarrow for them).
 Credentials never go in a URI: pyarrow takes them from the environment (``AWS_ACCESS_KEY_ID``
@@ -35,6 +36,8 @@ URI_OPTIONS = {
            "tls_ca_file_path", "tls_verify_certificates"),
     "gs": ("scheme", "endpoint_override", "retry_limit_seconds", "project_id"),
 }
+# ours, not pyarrow's: no credentials at all (a GCS emulator, a public bucket)
+URI_OPTIONS["gs"] += ("anonymous",)
 URI_OPTIONS["gcs"] = URI_OPTIONS["gs"]
 _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential")
 
@@ -110,19 +113,44 @@ _FILESYSTEMS: dict[tuple[str, str, str], object] = {}
 
 def filesystem(uri: str):
     """``(pyarrow filesystem, path on it)`` of a remote URI; filesystems are reused per bucket+options."""
-    import pyarrow.fs
 
     split = urlsplit(str(uri))
     key = (split.scheme.lower(), split.netloc, split.query)
     fs = _FILESYSTEMS.get(key)
     if fs is None:
         try:
-            fs, _ = pyarrow.fs.FileSystem.from_uri(urlunsplit((split.scheme, split.netloc, "", split.query, "")))
+            fs = _open_filesystem(split)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid / OSError
             raise StorageError(f"cannot use {display(uri)}: {_first_line(exc)}") from exc
         _FILESYSTEMS[key] = fs
     path = (split.netloc + split.path).rstrip("/")
     return fs, path
+
+
+def _open_filesystem(split):
+    """pyarrow's filesystem for a URI (bucket and options); ``gs://...?anonymous=true`` is built
+    here, as ``from_uri`` has no such option."""
+    import datetime
+
+    import pyarrow.fs
+
+    options = dict(parse_qsl(split.query))
+    if split.scheme.lower() in ("gs", "gcs") and options.pop("anonymous", "false").lower() in ("true", "1", "yes"):
+        retry = options.pop("retry_limit_seconds", None)
+        return pyarrow.fs.GcsFileSystem(
+            anonymous=True, **options,
+            **({"retry_time_limit": datetime.timedelta(seconds=float(retry))} if retry else {}))
+    fs, _ = pyarrow.fs.FileSystem.from_uri(urlunsplit((split.scheme, split.netloc, "", split.query, "")))
+    return fs
+
+
+def for_ray(location) -> tuple[str, object | None]:
+    """``(storage_path, storage_filesystem)`` for a Ray ``RunConfig``: Ray Tune and Train write
+    through the very filesystem this module uses (same endpoint, credentials and options)."""
+    if not is_remote(location):
+        return str(location), None
+    fs, path = filesystem(location)
+    return path, fs
 
 
 def staging_dir(location, cache_dir: str | os.PathLike) -> Path:
@@ -176,9 +204,16 @@ def list_dirs(location) -> list[str]:
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
     import pyarrow.fs
 
+    # a recursive listing, as a non-recursive one on GCS shows only folders with a marker object
+    # (pyarrow lists "sub/" objects there, not the prefixes of objects written as "sub/x")
     fs, path = filesystem(location)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=False))
-    return sorted(i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
+    names = set()
+    for info in infos:
+        relative = info.path[len(path):].strip("/")
+        if "/" in relative or info.type == pyarrow.fs.FileType.Directory:
+            names.add(relative.split("/", 1)[0])
+    return sorted(names - {""})
 
 
 def find_files(location, name: str) -> list:
@@ -266,11 +301,14 @@ def delete_dir(location) -> None:
     if not is_remote(location):
         shutil.rmtree(location, ignore_errors=True)
         return
+    import pyarrow.fs
+
     fs, path = filesystem(location)
     try:
         fs.delete_dir(path)
-    except FileNotFoundError:
-        pass
+    except OSError:  # S3 raises FileNotFoundError for a missing folder, GCS a plain OSError
+        if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+            raise
 
 
 def makedirs(location) -> None:
@@ -331,9 +369,18 @@ def download_dir(remote: str, local: str | os.PathLike) -> bool:
     if not is_dir(remote):
         return False
     fs, path = filesystem(remote)
-    Path(local).mkdir(parents=True, exist_ok=True)
-    pyarrow.fs.copy_files(path, str(Path(local).resolve()), source_filesystem=fs,
-                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    root = Path(local).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    # file by file, making each parent here: a GCS listing has no entries for folders that exist
+    # only as prefixes, which pyarrow.fs.copy_files would need to create them locally
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
+    for info in infos:
+        if info.type != pyarrow.fs.FileType.File:
+            continue
+        target = root / info.path[len(path):].strip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pyarrow.fs.copy_files(info.path, str(target), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
     return True
 
 

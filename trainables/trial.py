@@ -183,10 +183,12 @@ def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], No
 
     retries: list[dict] = []
 
+    train_path, train_fs = storage.for_ray(storage.join(cfg.output_dir, "train"))
+
     def attempt(hparams: dict) -> dict:
         return run_distributed(_worker_trial, asdict(replace(cfg, hparams=hparams)), num_workers=workers,
                                use_gpu=bool(resources.get("gpu")), resources_per_worker=per_worker,
-                               report=report, storage_path=str(storage.join(cfg.output_dir, "train")),
+                               report=report, storage_path=train_path, storage_filesystem=train_fs,
                                name=f"{cfg.trial_id}-{len(retries)}")
 
     def on_retry(record: dict, new_hparams: dict) -> None:
