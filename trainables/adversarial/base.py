@@ -105,6 +105,23 @@ def check_norm(norm: str) -> None:
     check(norm in NORMS, "norm", f"must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class BoundedAttackSettings:
+    """What the attacks with a fixed budget (FGM, PGD) share: the size of the perturbation and
+    the weight of the loss on the perturbed input."""
+
+    #: size of the perturbation, per example, in ``norm`` (PGD: the radius it is projected onto)
+    epsilon: float = 1.0
+    norm: str = "l2"
+    #: weight of the adversarial loss added to the clean one
+    adv_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
+        check_norm(self.norm)
+        check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
+
+
 # --- perturbation geometry ------------------------------------------------------------------
 
 def position_mask(batch: dict, embeddings: torch.Tensor) -> torch.Tensor | None:

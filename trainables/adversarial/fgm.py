@@ -7,22 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables.adversarial import register
-from trainables.adversarial.base import AdversarialMethod, Delta, check, check_norm, direction, zeros
+from trainables.adversarial.base import AdversarialMethod, BoundedAttackSettings, Delta, direction, zeros
 
 
 @dataclass(frozen=True)
-class FGMSettings:
-    #: size of the perturbation (per example, in ``norm``)
-    epsilon: float = 1.0
-    norm: str = "l2"
-    #: weight of the adversarial loss added to the clean one
-    adv_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
-        check_norm(self.norm)
-        check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
-
+class FGMSettings(BoundedAttackSettings):
+    """``epsilon``, ``norm`` and ``adv_weight``: one step of size ``epsilon``."""
 
 
 @register

@@ -9,27 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables.adversarial import register
-from trainables.adversarial.base import (AdversarialMethod, Delta, check, check_norm, direction,
+from trainables.adversarial.base import (AdversarialMethod, BoundedAttackSettings, Delta, check, direction,
                                          project, zeros)
 
 
 @dataclass(frozen=True)
-class PGDSettings:
-    #: radius of the ball the perturbation is projected onto (per example, in ``norm``)
-    epsilon: float = 1.0
+class PGDSettings(BoundedAttackSettings):
+    """``epsilon`` (the radius of the ball), ``norm``, ``adv_weight``, and the ascent steps."""
+
     #: ascent step size (alpha)
     step_size: float = 0.3
     steps: int = 3
-    norm: str = "l2"
-    adv_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        check(self.epsilon > 0, "epsilon", f"must be > 0, got {self.epsilon}")
+        super().__post_init__()
         check(self.step_size > 0, "step_size", f"must be > 0, got {self.step_size}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
-        check_norm(self.norm)
-        check(self.adv_weight >= 0, "adv_weight", f"must be >= 0, got {self.adv_weight}")
-
 
 
 @register
