@@ -116,7 +116,7 @@ def default_group_by(spec: Spec) -> str | None:
 
 
 def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[str] = (),
-            figures: bool = True, html: bool = True, distance_features: str = "syntax_knn",
+            figures: bool = True, html: bool = True, distance_features: str = DEFAULT_FEATURES,
             distance_metric: str = "cosine") -> None:
     from sweep.report import StudySource, generate_report
     from sweep.run import StudyPaths

@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,11 +208,7 @@ class StudyRunner:
                 continue
             trials = storage.join(self.paths.job_dir(job.id), "trials")
             removed = 0
-            if not self.paths.remote:
-                for model_dir in trials.glob("**/model") if trials.is_dir() else ():
-                    shutil.rmtree(model_dir, ignore_errors=True)
-                    removed += 1
-            for name in storage.list_dirs(trials) if self.paths.remote else ():
+            for name in storage.list_dirs(trials):  # trials/<trial>/model, in a folder or a bucket
                 model_dir = storage.join(trials, name, "model")
                 if storage.is_dir(model_dir):
                     storage.delete_dir(model_dir)

@@ -34,13 +34,11 @@ REMOTE_SCHEMES = ("s3", "gs", "gcs")
 URI_OPTIONS = {
     "s3": ("region", "scheme", "endpoint_override", "allow_bucket_creation", "allow_bucket_deletion",
            "tls_ca_file_path", "tls_verify_certificates"),
-    "gs": ("scheme", "endpoint_override", "retry_limit_seconds", "project_id"),
+    # anonymous: ours, not pyarrow's (no credentials at all: a GCS emulator, a public bucket)
+    "gs": ("scheme", "endpoint_override", "retry_limit_seconds", "project_id", "anonymous"),
 }
-# ours, not pyarrow's: no credentials at all (a GCS emulator, a public bucket)
-URI_OPTIONS["gs"] += ("anonymous",)
 URI_OPTIONS["gcs"] = URI_OPTIONS["gs"]
 _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential")
-
 
 
 class StorageError(RuntimeError):
@@ -197,6 +195,25 @@ def is_dir(location) -> bool:
     return _info(location).type == pyarrow.fs.FileType.Directory
 
 
+def _walk(location) -> list[tuple[str, object]]:
+    """``(relative path, FileInfo)`` of everything under a remote folder, by path ([] if none).
+
+    Always a recursive listing: on GCS, pyarrow's listings hold no entry for a folder that
+    exists only as the prefix of the objects in it (most folders), so the helpers below find
+    folders from the files' paths instead."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
+    return sorted(((i.path[len(path):].strip("/"), i) for i in infos), key=lambda item: item[0])
+
+
+def _walk_files(location) -> list[tuple[str, object]]:
+    import pyarrow.fs
+
+    return [(relative, i) for relative, i in _walk(location) if i.type == pyarrow.fs.FileType.File]
+
+
 def list_dirs(location) -> list[str]:
     """Names of the folders directly under ``location`` (none if it does not exist)."""
     if not is_remote(location):
@@ -204,15 +221,8 @@ def list_dirs(location) -> list[str]:
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
     import pyarrow.fs
 
-    # a recursive listing, as a non-recursive one on GCS shows only folders with a marker object
-    # (pyarrow lists "sub/" objects there, not the prefixes of objects written as "sub/x")
-    fs, path = filesystem(location)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
-    names = set()
-    for info in infos:
-        relative = info.path[len(path):].strip("/")
-        if "/" in relative or info.type == pyarrow.fs.FileType.Directory:
-            names.add(relative.split("/", 1)[0])
+    names = {relative.split("/", 1)[0] for relative, info in _walk(location)
+             if "/" in relative or info.type == pyarrow.fs.FileType.Directory}
     return sorted(names - {""})
 
 
@@ -221,12 +231,7 @@ def find_files(location, name: str) -> list:
     if not is_remote(location):
         path = Path(location)
         return sorted(path.glob(f"**/{name}")) if path.is_dir() else []
-    import pyarrow.fs
-
-    fs, path = filesystem(location)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
-    return sorted(join(location, i.path[len(path):].lstrip("/"))
-                  for i in infos if i.type == pyarrow.fs.FileType.File and i.base_name == name)
+    return sorted(join(location, relative) for relative, info in _walk_files(location) if info.base_name == name)
 
 
 def manifest(location) -> dict[str, list]:
@@ -235,12 +240,7 @@ def manifest(location) -> dict[str, list]:
         root = Path(location)
         return {str(p.relative_to(root)): [p.stat().st_size, p.stat().st_mtime_ns]
                 for p in sorted(root.rglob("*")) if p.is_file()} if root.is_dir() else {}
-    import pyarrow.fs
-
-    fs, path = filesystem(location)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
-    return {i.path[len(path):].lstrip("/"): [i.size, i.mtime_ns]
-            for i in sorted(infos, key=lambda i: i.path) if i.type == pyarrow.fs.FileType.File}
+    return {relative: [info.size, info.mtime_ns] for relative, info in _walk_files(location)}
 
 
 # --------------------------------------------------------------------------- files
@@ -368,16 +368,13 @@ def download_dir(remote: str, local: str | os.PathLike) -> bool:
 
     if not is_dir(remote):
         return False
-    fs, path = filesystem(remote)
+    fs, _ = filesystem(remote)
     root = Path(local).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    # file by file, making each parent here: a GCS listing has no entries for folders that exist
-    # only as prefixes, which pyarrow.fs.copy_files would need to create them locally
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
-    for info in infos:
-        if info.type != pyarrow.fs.FileType.File:
-            continue
-        target = root / info.path[len(path):].strip("/")
+    # file by file, making each parent here (see _walk): pyarrow.fs.copy_files would need the
+    # folder entries a GCS listing lacks to create them locally
+    for relative, info in _walk_files(remote):
+        target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         pyarrow.fs.copy_files(info.path, str(target), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())

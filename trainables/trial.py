@@ -31,6 +31,7 @@ from trainables import storage
 from trainables.families import get_family
 from trainables.families.base import set_feature_cache
 from trainables.model import build_model, resolve_model_path, save_model
+from trainables.oom import run_with_oom_retry
 from trainables.adversarial import build_step
 from trainables.distributed import StopRequested
 from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read_result, write_json_atomic
@@ -179,10 +180,7 @@ def _run_distributed(cfg: TrialConfig, workers: int, report: Callable[[dict], No
     per_worker = {"CPU": float(resources.get("cpu", 1))}
     if resources.get("gpu"):
         per_worker["GPU"] = float(resources["gpu"])
-    from trainables.oom import run_with_oom_retry
-
     retries: list[dict] = []
-
     train_path, train_fs = storage.for_ray(storage.join(cfg.output_dir, "train"))
 
     def attempt(hparams: dict) -> dict:
@@ -251,8 +249,6 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
             oom_retries.append(record)
             report({"train/oom_retries": len(oom_retries), "train/batch_size": new_hparams["batch_size"],
                     "train/grad_accumulation": new_hparams["grad_accumulation"]})
-
-        from trainables.oom import run_with_oom_retry
 
         holder: dict = {}
 

@@ -34,7 +34,6 @@ class FreeLBSettings:
         check_norm(self.norm)
 
 
-
 def random_start(init_mag: float, norm: str):
     """FreeLB's initialisation: uniform noise, for L2 scaled by init_mag / sqrt(#real entries).
 

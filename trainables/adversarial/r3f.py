@@ -30,7 +30,6 @@ class R3FSettings:
         check(self.reg_lambda >= 0, "reg_lambda", f"must be >= 0, got {self.reg_lambda}")
 
 
-
 @register
 class R3F(AdversarialMethod):
     name = "r3f"

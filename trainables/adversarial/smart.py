@@ -42,7 +42,6 @@ class SMARTSettings:
         check(self.radius > 0, "radius", f"must be > 0, got {self.radius}")
 
 
-
 def linf_normalise(value: torch.Tensor, radius: float, epsilon: float) -> torch.Tensor:
     """Each position's vector divided by its max-abs entry (SMART's 'inf' projection)."""
     peak = value.detach().abs().amax(dim=-1, keepdim=True)

@@ -62,19 +62,22 @@ def build_perturbation(config: dict, *, language: str):
     return cls(settings, language=language)
 
 
-def language_files(config: dict) -> dict[str, str]:
-    """``{setting: path template}`` of the files a (valid) config names with ``{language}``."""
+def _files(config: dict) -> dict[str, str]:
+    """``{setting: path}`` of every file setting a (valid) config gives."""
     cls, settings = _settings(config)
     paths = {field: str(getattr(settings, field) or "") for field in cls.files}
-    return {field: path for field, path in paths.items() if "{language}" in path}
+    return {field: path for field, path in paths.items() if path}
+
+
+def language_files(config: dict) -> dict[str, str]:
+    """``{setting: path template}`` of the files a (valid) config names with ``{language}``."""
+    return {field: path for field, path in _files(config).items() if "{language}" in path}
 
 
 def fixed_files(config: dict) -> dict[str, str]:
     """``{setting: path}`` of the files a (valid) config names without ``{language}``: they
     are the same for every language, so a spec check can require that they exist."""
-    cls, settings = _settings(config)
-    paths = {field: str(getattr(settings, field) or "") for field in cls.files}
-    return {field: path for field, path in paths.items() if path and "{language}" not in path}
+    return {field: path for field, path in _files(config).items() if "{language}" not in path}
 
 
 # --- per-family application -------------------------------------------------------------------
