@@ -34,17 +34,11 @@ def choice_dataset(contexts: Sequence[str], questions: Sequence[str], choices: S
         features=choice_features())
 
 
-#: scores this close count as tied: identical choices are scored in different rows of a batch,
-#: and batched matrix products on the CPU differ in the last bits between rows
-TIE_TOLERANCE = 1e-5
+def best_choice(logits: torch.Tensor) -> np.ndarray:
+    """Per example, the plain argmax over choices (exact ties: the first), as XTREME's
+    ``third_party/run_xcopa.py`` scores XCOPA (``np.argmax(predictions, axis=1)``)."""
+    return logits.float().cpu().numpy().argmax(axis=-1)
 
-
-def first_best(logits: torch.Tensor) -> np.ndarray:
-    """Per example, the first choice whose score ties the best one (within ``TIE_TOLERANCE``)."""
-    scores = logits.float().cpu()
-    best = scores.max(dim=-1, keepdim=True).values
-    tied = scores >= best - TIE_TOLERANCE * best.abs().clamp(min=1.0)
-    return tied.int().argmax(dim=-1).numpy()
 
 class ChoiceHead(nn.Module):
     """Dropout + one linear unit over the first token: a score per (context, choice) sequence."""
@@ -117,7 +111,7 @@ class MultipleChoice(Family):
         for start in range(0, len(features), batch_size):
             rows = features.select(range(start, min(start + batch_size, len(features))))
             batch = collate([rows[i] for i in range(len(rows))])
-            preds.append(first_best(self.forward(model, model.heads[task.name], batch)))
+            preds.append(best_choice(self.forward(model, model.heads[task.name], batch)))
         return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
 
     def evaluate(self, task, model, data, tokenizer, *, batch_size, max_length):
