@@ -68,7 +68,7 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
     assert {"xstilts.stage", "xstilts.seed", "xstilts.intermediate", "xstilts.target"} <= set(xnli.data.tags)
     tatoeba = by_label["toy_chunk→toy_tatoeba s1"]
     assert tatoeba.data.tags["xstilts.stage"] == "eval"
-    assert {"toy_tatoeba/accuracy/xs", "toy_tatoeba/accuracy/xo", "toy_tatoeba/accuracy_en_to_xx/xs"} <= set(tatoeba.data.metrics)
+    assert {"toy_tatoeba/accuracy/xs", "toy_tatoeba/accuracy/xo", "toy_tatoeba/accuracy_xx_to_en/xs"} <= set(tatoeba.data.metrics)
     # checkpoints of trained jobs are MLflow artifacts, loadable as a plain HF encoder
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     files = {a.path for a in client.list_artifacts(by_label["toy_chunk s1"].info.run_id, "checkpoint")}

@@ -3,7 +3,8 @@
 * ``retrieval`` (evaluation only, no training data): sentence embeddings pooled from one hidden
   layer. Two raw schemas:
 
-  - parallel sentences ``{source, target}`` (Tatoeba): top-1 accuracy both directions;
+  - parallel sentences ``{source, target}`` (Tatoeba, ``source`` = xx, ``target`` = en): top-1
+    accuracy, ``accuracy`` en -> xx (XTREME's direction) and ``accuracy_xx_to_en``;
   - bitext mining ``{id, text, side, part, gold}`` (BUCC): ``side`` is ``"xx"`` or ``"en"``,
     ``part`` is ``"dev"`` or ``"test"``, ``gold`` the id of the sentence's gold partner on the
     other side ("" if none). Margin-mined pairs are thresholded at the F1-best threshold of the
@@ -97,8 +98,11 @@ class Retrieval(Family):
         if "side" in data.column_names:
             return self.evaluate_mining(data, embed)
         src, tgt = embed(data["source"]), embed(data["target"])
-        return {"accuracy": self.top1_accuracy(src, tgt),       # xx -> en, as XTREME reports
-                "accuracy_en_to_xx": self.top1_accuracy(tgt, src),
+        # XTREME's third_party/evaluate_retrieval.py (task tatoeba) calls utils_retrieve's
+        # similarity_search(x=xx, y=en): the index holds the xx sentences and the English ones
+        # are the queries, so the reported accuracy is en -> xx
+        return {"accuracy": self.top1_accuracy(tgt, src),
+                "accuracy_xx_to_en": self.top1_accuracy(src, tgt),
                 "n": float(len(src))}
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Tatoeba (Artetxe & Schwenk, 2019) as in XTREME / XTREME-R: find each sentence's English translation.
 
 Evaluation only (no training data): up to 1,000 sentence pairs per language, top-1 accuracy of
-nearest-neighbour search in both directions (``accuracy`` = xx -> en, as XTREME reports). The
+nearest-neighbour search in both directions (``accuracy`` = en -> xx: English queries against
+the xx sentences, as XTREME's ``evaluate_retrieval.py`` searches; ``accuracy_xx_to_en``). The
 task's languages are XTREME-R's 41; ``languages: xtreme`` selects XTREME's 36.
 
 Data: ``data_dir`` with LASER's ``tatoeba.<xxx>-eng.<xxx>`` / ``tatoeba.<xxx>-eng.eng`` (ISO
