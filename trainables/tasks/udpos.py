@@ -4,8 +4,9 @@ Hub: ``google/xtreme`` config ``udpos.<LanguageName>`` (the XTREME languages; th
 additions lt pl ro uk wo need ``data_dir``). ``data_dir``: UD CoNLL-U files anywhere below it,
 named ``<lang>_<treebank>-ud-<split>.conllu``; all treebanks of a language are concatenated
 (sorted by file name), so English train = every English treebank's train split. Multiword-token
-ranges and empty nodes are skipped. Scored like XTREME: seqeval F1 over one-token spans (main)
-and token accuracy.
+ranges and empty nodes are skipped. Scored like XTREME: span F1 as seqeval 0.0.12 computes it on
+plain UPOS tags (main; each tag its own type, so CCONJ and SCONJ differ; see
+``trainables.metrics.tagging``) and token accuracy.
 """
 from __future__ import annotations
 
