@@ -1,19 +1,17 @@
 """Extractive QA (SQuAD, XQuAD, MLQA, TyDiQA-GoldP): predict the answer span's start and end.
 
-A long context is cut into overlapping windows (``doc_stride`` sub-words of overlap); a window
-that does not contain the answer is trained to point at the first token (``<s>``, index 0). At
-evaluation the best span over all windows of a question is taken (n-best start x end logits,
-context tokens only, at most ``MAX_ANSWER_TOKENS`` long); for tasks with unanswerable questions
-(SQuAD v2) the empty answer wins when its score beats the best span. Metrics are EM and F1 on a
-0-1 scale (like accuracy elsewhere) plus their mean ``em_f1``, the usual QA summary.
+A long context is cut into overlapping windows that start ``doc_stride`` sub-words apart (the
+step between windows, as XTREME's ``run_squad.py``); a window that does not contain the answer
+is trained to point at the first token (``<s>``, index 0). At evaluation the answer is decoded
+over all windows of a question as the official decoder does (``trainables.metrics.qa_spans``:
+max-context windows, n-best start x end logits, ties to the earlier token, "empty" when no span
+is valid, the null answer for SQuAD v2). Metrics are EM and F1 on a 0-1 scale (like accuracy
+elsewhere) plus their mean ``em_f1``, the usual QA summary, under the SQuAD v1.1 rules, or v2.0
+for tasks with unanswerable questions.
 """
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
-from typing import Sequence
-
 import datasets
 import numpy as np
 import torch
@@ -21,17 +19,17 @@ from torch import nn
 from transformers import DataCollatorWithPadding
 
 from trainables.families.base import Family, cached_map
-from trainables.metrics.qa import Normalizer, qa_scores, squad_tokens
+from trainables.metrics.qa import SQUAD_V1, SQUAD_V2, Normalizer, qa_scores, squad_tokens
+from trainables.metrics.qa_spans import Window, best_answer, max_context
 from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 DOC_STRIDE = 128
 MAX_QUERY_TOKENS = 64
-N_BEST = 20
-MAX_ANSWER_TOKENS = 30
-NULL_THRESHOLD = 0.0
 OUTSIDE = (-1, -1)  # offsets of a token that is not part of the context
+#: feature layout (part of the feature cache key): windows step by doc_stride
+_LAYOUT = "step-windows-v2"
 
 
 def window_settings(max_length: int, doc_stride: int | None = None) -> tuple[int, int]:
@@ -68,37 +66,67 @@ def _answer_tokens(offsets, sequence_ids, start_char: int, end_char: int) -> tup
     return start, end
 
 
+def _windows(tokenizer, questions: list[str], contexts: list[str], max_length: int,
+             doc_stride: int) -> list[tuple[int, int, dict]]:
+    """(row, first context sub-word of the window, encoding) of every window, rows in order.
+
+    A window holds as many context sub-words as fit after the question (``room``), and window k
+    starts at sub-word ``k * doc_stride`` (``processors/squad.py``: ``len(spans) * doc_stride``),
+    so the tokenizer's overflow *overlap* is ``room - doc_stride``. Rows are grouped by question
+    length, which fixes ``room``, and each group is tokenised in one call.
+    """
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    out: list[tuple[int, int, dict]] = []
+    for length in sorted(set(lengths)):
+        rows = [i for i, n in enumerate(lengths) if n == length]
+        room = max_length - length - special
+        if room < 1:
+            raise ValueError(f"qa: max_length {max_length} leaves no room for the context")
+        step = min(doc_stride, room)
+        if step < doc_stride:
+            log.warning("qa: doc_stride %d exceeds the %d context sub-words a window holds; "
+                        "windows step by %d", doc_stride, room, step)
+        enc = tokenizer([questions[i] for i in rows], [contexts[i] for i in rows],
+                        truncation="only_second", max_length=max_length, stride=room - step,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        first: dict[int, int] = {}
+        for f, sample in enumerate(enc["overflow_to_sample_mapping"]):
+            k = f - first.setdefault(sample, f)       # the window's number within its row
+            sequence_ids = enc.sequence_ids(f)
+            out.append((rows[sample], k * step,
+                        {"input_ids": enc["input_ids"][f], "attention_mask": enc["attention_mask"][f],
+                         "offsets": enc["offset_mapping"][f], "sequence_ids": sequence_ids}))
+    out.sort(key=lambda item: (item[0], item[1]))
+    return out
+
+
 def encode_windows(tokenizer, batch: dict, max_length: int, doc_stride: int, max_query: int,
                    *, for_eval: bool) -> dict:
-    """A batch of raw QA rows -> one feature per window (training: positions; eval: offsets)."""
+    """A batch of raw QA rows -> one feature per window (training: positions; eval: offsets and
+    ``doc_start``, the window's first context sub-word, for the max-context rule)."""
     questions = _truncate_questions(tokenizer, [q.lstrip() for q in batch["question"]], max_query)
-    longest = max((len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]),
-                  default=0)
-    room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
-    if room < 2:
-        raise ValueError(f"qa: max_length {max_length} leaves no room for the context")
-    stride = max(0, min(doc_stride, room - 1))
-    enc = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,
-                    stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-    sample_map = enc.pop("overflow_to_sample_mapping")
-    out: dict[str, list] = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    windows = _windows(tokenizer, questions, list(batch["context"]), max_length, doc_stride)
+    out: dict[str, list] = {"input_ids": [w[2]["input_ids"] for w in windows],
+                            "attention_mask": [w[2]["attention_mask"] for w in windows]}
     if for_eval:
-        out["example_row"] = [batch["__row"][i] for i in sample_map]
+        out["example_row"] = [batch["__row"][row] for row, _, _ in windows]
+        out["doc_start"] = [start for _, start, _ in windows]
         # character span of every token inside the context, -1 elsewhere (two flat int columns,
         # which Arrow hands back as numpy arrays without building Python lists per token)
-        spans = [[o if s == 1 else OUTSIDE for o, s in zip(offsets, enc.sequence_ids(f))]
-                 for f, offsets in enumerate(enc["offset_mapping"])]
+        spans = [[o if s == 1 else OUTSIDE for o, s in zip(w["offsets"], w["sequence_ids"])]
+                 for _, _, w in windows]
         out["char_start"] = [[o[0] for o in window] for window in spans]
         out["char_end"] = [[o[1] for o in window] for window in spans]
         return out
     starts, ends = [], []
-    for f, offsets in enumerate(enc["offset_mapping"]):
-        answers = batch["answers"][sample_map[f]]
+    for row, _, w in windows:
+        answers = batch["answers"][row]
         if not answers["text"]:
             start, end = 0, 0
         else:
             start_char = int(answers["answer_start"][0])
-            start, end = _answer_tokens(offsets, enc.sequence_ids(f), start_char,
+            start, end = _answer_tokens(w["offsets"], w["sequence_ids"], start_char,
                                         start_char + len(answers["text"][0]))
         starts.append(start)
         ends.append(end)
@@ -118,43 +146,17 @@ class SpanHead(nn.Module):
         return start, end
 
 
-@dataclass(frozen=True)
-class Window:
-    """Scores of one window of a question: start/end logits and per-token context offsets."""
-
-    start_logits: np.ndarray
-    end_logits: np.ndarray
-    offsets: Sequence[Sequence[int]]  # (start, end) character span per token; (-1, -1) outside
-
-
-def best_answer(windows: Sequence[Window], context: str, *, n_best: int = N_BEST,
-                max_answer_tokens: int = MAX_ANSWER_TOKENS, allow_null: bool = False,
-                null_threshold: float = NULL_THRESHOLD) -> str:
-    """The highest-scoring span (start + end logit) over all windows, as context text.
-
-    Only spans of context tokens, end >= start and at most ``max_answer_tokens`` long count,
-    among the ``n_best`` starts and ends of each window. With ``allow_null`` the answer is empty
-    when the null score (logits at index 0, lowest over windows) exceeds the best span's by more
-    than ``null_threshold``. Without it an empty string comes back only if no span is valid.
-    """
-    best_score, best_text = -math.inf, ""
-    null_score = math.inf
-    for w in windows:
-        null_score = min(null_score, float(w.start_logits[0] + w.end_logits[0]))
-        starts = np.argsort(w.start_logits)[::-1][:n_best]
-        ends = np.argsort(w.end_logits)[::-1][:n_best]
-        for s in starts:
-            if w.offsets[s][0] < 0:
-                continue
-            for e in ends:
-                if w.offsets[e][0] < 0 or e < s or e - s + 1 > max_answer_tokens:
-                    continue
-                score = float(w.start_logits[s] + w.end_logits[e])
-                if score > best_score:
-                    best_score, best_text = score, context[w.offsets[s][0]: w.offsets[e][1]]
-    if allow_null and (best_score == -math.inf or null_score - best_score > null_threshold):
-        return ""
-    return best_text
+def question_windows(parts: list[tuple]) -> list[Window]:
+    """(doc_start, offsets, (start, end) logits) of one question's windows -> ``Window``s whose
+    ``max_context`` marks the tokens this window is the max-context window of."""
+    inside = [offsets[:, 0] >= 0 for _, offsets, _ in parts]
+    owned = max_context([(start, int(mask.sum())) for (start, _, _), mask in zip(parts, inside)])
+    windows = []
+    for (_, offsets, (start, end)), mask, mine in zip(parts, inside, owned):
+        flags = np.zeros(len(offsets), dtype=bool)
+        flags[np.flatnonzero(mask)] = mine
+        windows.append(Window(start, end, offsets, flags))
+    return windows
 
 
 class QuestionAnswering(Family):
@@ -169,7 +171,8 @@ class QuestionAnswering(Family):
         return cached_map(data, lambda b: encode_windows(tokenizer, b, max_length, stride, max_query,
                                                          for_eval=False),
                           tokenizer=tokenizer, family=self.name, max_length=max_length,
-                          doc_stride=stride, max_query=max_query, mode="train")
+                          doc_stride=stride, max_query=max_query, mode="train",
+                          layout=_LAYOUT)
 
     def eval_features(self, task: Task, data, tokenizer, max_length: int) -> datasets.Dataset:
         """Evaluation features: windows with the row of their question and context offsets."""
@@ -178,7 +181,8 @@ class QuestionAnswering(Family):
         return cached_map(rows, lambda b: encode_windows(tokenizer, b, max_length, stride, max_query,
                                                          for_eval=True),
                           tokenizer=tokenizer, family=self.name, max_length=max_length,
-                          doc_stride=stride, max_query=max_query, mode="eval")
+                          doc_stride=stride, max_query=max_query, mode="eval",
+                          layout=_LAYOUT)
 
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer, return_tensors="pt")
@@ -211,18 +215,18 @@ class QuestionAnswering(Family):
         """The predicted answer text of every question in ``data`` (in order)."""
         features = self.eval_features(task, data, tokenizer, max_length)
         logits = self.window_logits(model, task, features, tokenizer, batch_size)
-        windows: list[list[Window]] = [[] for _ in range(len(data))]
-        spans = features.select_columns(["example_row", "char_start", "char_end"]).with_format("numpy")
+        per_row: list[list[tuple]] = [[] for _ in range(len(data))]
+        spans = features.select_columns(["example_row", "doc_start", "char_start", "char_end"])
         f = 0
-        for chunk in spans.iter(batch_size=1024):
-            for row, first, last in zip(chunk["example_row"], chunk["char_start"], chunk["char_end"]):
-                start, end = logits[f]
-                windows[int(row)].append(Window(start, end, np.stack([first, last], axis=1)))
+        for chunk in spans.with_format("numpy").iter(batch_size=1024):
+            for row, doc_start, first, last in zip(chunk["example_row"], chunk["doc_start"],
+                                                   chunk["char_start"], chunk["char_end"]):
+                per_row[int(row)].append((int(doc_start), np.stack([first, last], axis=1), logits[f]))
                 f += 1
         log.debug("%s: %d questions in %d windows", task.name, len(data), len(features))
         allow_null = bool(getattr(task, "unanswerable", False))
-        return [best_answer(w, context, allow_null=allow_null)
-                for w, context in zip(windows, data["context"])]
+        return [best_answer(question_windows(parts), context, allow_null=allow_null)
+                for parts, context in zip(per_row, data["context"])]
 
     def normalizer(self, task: Task, data, language: str | None) -> Normalizer:
         """The task's answer normalisation for the split's language (SQuAD's by default)."""
@@ -244,4 +248,5 @@ class QuestionAnswering(Family):
         finally:
             model.train(was_training)
         golds = [a["text"] for a in data["answers"]]
-        return qa_scores(predictions, golds, self.normalizer(task, data, language))
+        rules = SQUAD_V2 if getattr(task, "unanswerable", False) else SQUAD_V1
+        return qa_scores(predictions, golds, self.normalizer(task, data, language), rules)

@@ -2,8 +2,14 @@
 
 * SQuAD v1.1 / v2.0 (``evaluate-v1.1.py`` / ``evaluate-v2.0.py``): lower-case, drop ASCII
   punctuation, drop English articles, collapse whitespace; EM and token F1, maximum over the
-  gold answers; an unanswerable question (no gold answer) scores 1 only for an empty prediction.
-  XQuAD and TyDiQA-GoldP are scored this way in XTREME.
+  gold answers. XQuAD and TyDiQA-GoldP are scored by v1.1 in XTREME (``third_party/
+  evaluate_squad.py``). The two scripts differ (``rules``):
+
+  - v1.1 (``f1_score``): F1 is 0 whenever no token is shared, so a prediction and a gold answer
+    that both normalise to nothing score EM 1, F1 0; every question has a gold answer.
+  - v2.0 (``get_raw_scores``, ``compute_f1``): gold answers that normalise to the empty string
+    are dropped, and a question left without one is unanswerable (its only gold answer is "");
+    when either side is empty, F1 is 1 if both are.
 * MLQA (``mlqa_evaluation_v1.py``): every Unicode punctuation character (categories ``P*``),
   per-language article lists, and for Chinese a mixed segmentation where every CJK character is a
   token of its own.
@@ -21,6 +27,10 @@ from collections import Counter
 from typing import Callable, Iterable, Sequence
 
 Normalizer = Callable[[str], list[str]]
+#: the official scripts' scoring rules (see the module docstring)
+SQUAD_V1 = "squad_v1.1"
+SQUAD_V2 = "squad_v2.0"
+RULES = (SQUAD_V1, SQUAD_V2)
 
 _ASCII_PUNCT = frozenset(string.punctuation)
 _EN_ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -96,10 +106,12 @@ def exact_match(prediction: str, gold: str, normalize: Normalizer = squad_tokens
     return float(normalize(prediction) == normalize(gold))
 
 
-def token_f1(prediction: str, gold: str, normalize: Normalizer = squad_tokens) -> float:
-    """Token-overlap F1; two empty token lists agree (1.0), one empty list scores 0."""
+def token_f1(prediction: str, gold: str, normalize: Normalizer = squad_tokens,
+             rules: str = SQUAD_V1) -> float:
+    """Token-overlap F1. No shared token scores 0; under v2.0 an empty side scores 1 if both are
+    empty (``compute_f1``), under v1.1 it scores 0 like any other miss (``f1_score``)."""
     pred, ref = normalize(prediction), normalize(gold)
-    if not pred or not ref:
+    if rules == SQUAD_V2 and (not pred or not ref):
         return float(pred == ref)
     common = sum((Counter(pred) & Counter(ref)).values())
     if common == 0:
@@ -108,18 +120,24 @@ def token_f1(prediction: str, gold: str, normalize: Normalizer = squad_tokens) -
     return 2 * precision * recall / (precision + recall)
 
 
-def score_one(prediction: str, golds: Sequence[str],
-              normalize: Normalizer = squad_tokens) -> tuple[float, float]:
-    """(EM, F1) of one prediction: the best over gold answers; no gold = unanswerable."""
-    golds = list(golds) or [""]
+def score_one(prediction: str, golds: Sequence[str], normalize: Normalizer = squad_tokens,
+              rules: str = SQUAD_V1) -> tuple[float, float]:
+    """(EM, F1) of one prediction: the best over its gold answers, under ``rules``."""
+    if rules not in RULES:
+        raise ValueError(f"QA metric: unknown rules {rules!r} (one of {', '.join(RULES)})")
+    golds = list(golds)
+    if rules == SQUAD_V2:
+        golds = [g for g in golds if normalize(g)] or [""]
+    elif not golds:
+        raise ValueError("QA metric: a question without gold answers needs the SQuAD v2.0 rules")
     return (max(exact_match(prediction, g, normalize) for g in golds),
-            max(token_f1(prediction, g, normalize) for g in golds))
+            max(token_f1(prediction, g, normalize, rules) for g in golds))
 
 
 def qa_scores(predictions: Iterable[str], golds: Iterable[Sequence[str]],
-              normalize: Normalizer = squad_tokens) -> dict[str, float]:
+              normalize: Normalizer = squad_tokens, rules: str = SQUAD_V1) -> dict[str, float]:
     """Mean EM and F1 over questions, their mean ``em_f1``, and ``n``; all in [0, 1]."""
-    pairs = [score_one(p, g, normalize) for p, g in zip(predictions, golds, strict=True)]
+    pairs = [score_one(p, g, normalize, rules) for p, g in zip(predictions, golds, strict=True)]
     n = len(pairs)
     if not n:
         return {"exact_match": float("nan"), "f1": float("nan"), "em_f1": float("nan"), "n": 0.0}
