@@ -72,10 +72,10 @@ def test_mining_is_one_to_one_best_first():
     tgt = unit([1, 0, 0], [0, 0, 1])
     # src 1's forward best is tgt 0 (margin ~1.20), but tgt 0 already went to src 0 (~1.35):
     # "max" takes pairs by descending score, each sentence once; "intersect" drops it anyway
-    # because tgt 0's backward best is src 0.
-    for mode in ("max", "intersect"):
-        mined = rm.mine(src, tgt, k=2, mode=mode)
-        assert [(c.source, c.target) for c in mined] == [(2, 1), (0, 0)]
+    # because tgt 0's backward best is src 0, and lists pairs in source order (mine_bitext)
+    assert [(c.source, c.target) for c in rm.mine(src, tgt, k=2, mode="intersect")] == [(0, 0), (2, 1)]
+    mined = rm.mine(src, tgt, k=2, mode="max")
+    assert [(c.source, c.target) for c in mined] == [(2, 1), (0, 0)]
     cos = src @ tgt.T
     mean_x, mean_y = rm.knn_mean(src, tgt, 2), rm.knn_mean(tgt, src, 2)
     assert mined[1].score == pytest.approx(cos[0, 0] / ((mean_x[0] + mean_y[0]) / 2))
@@ -232,14 +232,18 @@ def lareqa_dir(tmp_path) -> Path:
 def test_lareqa_pool_spans_all_languages(lareqa_dir, tmp_path):
     task = build_task("lareqa", TaskOptions(data_dir=str(lareqa_dir), cache_dir=str(tmp_path / "c")))
     train = task.load("train", "en")
-    assert len(train) == 12 and train[0] == {"query": "en Anna 0 sees what ?", "candidate": "en Anna 0 sees the cat ."}
+    # a candidate is its sentence followed by the whole paragraph (XTREME's processors/lareqa.py)
+    context0 = _para("en", 0)["context"]
+    assert len(train) == 12 and train[0] == {"query": "en Anna 0 sees what ?",
+                                             "candidate": "en Anna 0 sees the cat ." + context0}
     queries, candidates, relevant = split_pool(task.load("test", "de"))
     assert queries == ["de Anna 0 sees what ?", "de Anna 1 sees what ?"]
     assert len(candidates) == 11 * 2 * 3                            # 11 languages x 2 paragraphs x 3 sentences
     assert len(relevant[0]) == 11 and all(candidates[i].split()[1:3] == ["Anna", "0"] for i in relevant[0])
     assert {candidates[i].split()[0] for i in relevant[0]} == set(TASK_LANGUAGES["lareqa"])
     q, c, r = split_pool(task.load("dev", "en"))
-    assert len(q) == 3 and len(c) == 9 and [c[x[0]] for x in r] == [f"en Anna {i} sees the cat ." for i in range(3)]
+    assert len(q) == 3 and len(c) == 9 and [c[x[0]] for x in r] == [
+        f"en Anna {i} sees the cat ." + _para("en", i)["context"] for i in range(3)]
 
 
 def test_dual_encoder_loss_decreases_and_evaluates(lareqa_dir, tmp_path, small_model):

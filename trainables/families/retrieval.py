@@ -7,8 +7,10 @@
     accuracy, ``accuracy`` en -> xx (XTREME's direction) and ``accuracy_xx_to_en``;
   - bitext mining ``{id, text, side, part, gold}`` (BUCC): ``side`` is ``"xx"`` or ``"en"``,
     ``part`` is ``"dev"`` or ``"test"``, ``gold`` the id of the sentence's gold partner on the
-    other side ("" if none). Margin-mined pairs are thresholded at the F1-best threshold of the
-    ``dev`` part and scored on the ``test`` part (see ``trainables.metrics.retrieval``).
+    other side ("" if none). As XTREME's ``utils_retrieve.py``: margin mining over each side's
+    unique sentences, sentences that occur twice get no id (their pairs are dropped), and pairs
+    are thresholded at the F1-best threshold of the ``dev`` part (0 if no dev candidate is
+    correct) and scored on the ``test`` part (see ``trainables.metrics.retrieval``).
 
 * ``dual_encoder`` (trained, LAReQA / Mewsli-X): one shared encoder embeds queries and
   candidates (mean over the last layer's tokens, L2-normalised). Training schema
@@ -118,9 +120,12 @@ class Retrieval(Family):
             if sub.empty:
                 continue
             xx, en = sub[sub["side"] == "xx"], sub[sub["side"] == "en"]
-            x_ids, e_ids = list(xx["id"]), list(en["id"])
-            candidates = metrics.mine(embed(xx["text"]), embed(en["text"]), k=k, mode=mode)
-            pairs = [metrics.Candidate(x_ids[c.source], e_ids[c.target], c.score) for c in candidates]
+            x_text, e_text = list(xx["text"]), list(en["text"])
+            x_unique, e_unique = metrics.unique_sentences(x_text), metrics.unique_sentences(e_text)
+            candidates = metrics.mine(embed(x_unique), embed(e_unique), k=k, mode=mode)
+            pairs = metrics.mined_pairs(candidates, x_unique, e_unique,
+                                        metrics.sentence_ids(x_text, list(xx["id"])),
+                                        metrics.sentence_ids(e_text, list(en["id"])))
             gold = {(i, g) for i, g in zip(xx["id"], xx["gold"]) if g}
             parts[part] = (pairs, gold)
         if not parts:
@@ -128,8 +133,7 @@ class Retrieval(Family):
         dev_pairs, dev_gold = parts.get("dev", parts.get("test"))
         threshold = metrics.best_threshold(dev_pairs, dev_gold)
         pairs, gold = parts.get("test", parts["dev"])
-        predicted = {(c.source, c.target) for c in pairs if c.score >= threshold}
-        result = metrics.prf(predicted, gold)
+        result = metrics.prf(metrics.select(pairs, threshold), gold)
         return {**result, "threshold": float(threshold), "n": float(len(gold))}
 
 
@@ -236,13 +240,16 @@ class DualEncoder(Family):
         return np.concatenate(out).astype("float32") if out else np.zeros((0, hidden), "float32")
 
     def evaluate(self, task, model, data, tokenizer, *, batch_size, max_length):
+        """mAP@20 over every query; a query without a relevant candidate scores 0 (Mewsli-X's
+        scorer counts a gold entity missing from the candidates as a miss). Ties are broken by
+        the task's ``ranking`` (see ``trainables.metrics.retrieval``)."""
         queries, candidates, relevant = split_pool(data)
-        keep = [i for i, r in enumerate(relevant) if r]
-        if len(keep) < len(queries):
-            log.warning("%s: %d queries without a relevant candidate are skipped",
-                        task.name, len(queries) - len(keep))
-        queries, relevant = [queries[i] for i in keep], [relevant[i] for i in keep]
+        missing = sum(not r for r in relevant)
+        if missing:
+            log.warning("%s: %d of %d queries have no relevant candidate; they score 0",
+                        task.name, missing, len(queries))
         q = self.embed(model, queries, tokenizer, batch_size=batch_size, max_length=max_length)
         c = self.embed(model, candidates, tokenizer, batch_size=batch_size, max_length=max_length)
-        return {f"map_at_{MAP_K}": metrics.mean_average_precision_at_k(q, c, relevant, MAP_K),
+        ranker = getattr(task, "ranking", "stable")
+        return {f"map_at_{MAP_K}": metrics.mean_average_precision_at_k(q, c, relevant, MAP_K, ranker),
                 "n": float(len(queries))}

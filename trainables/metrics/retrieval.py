@@ -2,13 +2,16 @@
 
 Embeddings are L2-normalised float32 arrays, so inner products are cosines.
 
-Ties are broken deterministically toward the **lowest candidate index**: a ranking is a stable
-sort by descending score, and top-1 is ``numpy.argmax`` (first maximum). For Tatoeba this means a
-query whose aligned line ties with an earlier line counts as a miss (the conservative reading);
-for mAP a relevant candidate tied with an earlier irrelevant one ranks after it.
+Ties follow each official scorer. Tatoeba top-1 is ``numpy.argmax`` (first maximum, as faiss's
+flat search keeps the lowest index). mAP@k rankings come from a *ranker*: ``"lareqa"`` is
+``utils_lareqa.mean_avg_prec_at_k`` (``scores.argsort()[::-1]``: numpy's default sort, reversed,
+so equal scores come out highest index first), ``"mewslix"`` is the faiss ``IndexFlatIP`` search of
+``evaluate_retrieval.py`` (task ``mewslix``), ``"stable"`` (other tasks) a stable sort, lowest
+index first. BUCC follows ``utils_retrieve.py`` (see ``mine`` and ``best_threshold``).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -18,13 +21,29 @@ import numpy as np
 BLOCK = 1024  # query rows scored at once: bounds memory at BLOCK x len(keys) floats
 
 
-def ranked(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
-    """Indices of each query's ``k`` best keys by inner product, ties to the lowest index."""
+def _rank_stable(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def _rank_lareqa(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(scores, axis=1)[:, ::-1][:, :k]
+
+
+RANKERS = {"stable": _rank_stable, "lareqa": _rank_lareqa}
+
+
+def ranked(queries: np.ndarray, keys: np.ndarray, k: int, ranker: str = "stable") -> np.ndarray:
+    """Indices of each query's ``k`` best keys by inner product, ties as ``ranker`` breaks them."""
     k = min(k, len(keys))
+    if ranker == "mewslix":
+        index = faiss.IndexFlatIP(keys.shape[1])
+        index.add(np.ascontiguousarray(keys, dtype=np.float32))
+        return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+    if ranker not in RANKERS:
+        raise ValueError(f"unknown ranker {ranker!r}: one of {', '.join([*RANKERS, 'mewslix'])}")
     out = np.zeros((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), BLOCK):
-        scores = queries[start:start + BLOCK] @ keys.T
-        out[start:start + BLOCK] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out[start:start + BLOCK] = RANKERS[ranker](queries[start:start + BLOCK] @ keys.T, k)
     return out
 
 
@@ -41,10 +60,10 @@ def top1_accuracy(queries: np.ndarray, keys: np.ndarray) -> float:
 
 
 def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: int = 20) -> float:
-    """AP@k = sum over ranks r <= k of P@r * rel(r), divided by min(k, #relevant).
-
-    A query without relevant candidates scores 0 (callers normally drop such queries).
-    """
+    """AP@k = sum over ranks r <= k of P@r * rel(r), divided by min(k, #relevant)
+    (``utils_lareqa.average_precision_at_k``; with one relevant candidate it is the reciprocal
+    rank of ``utils_mewslix.mean_reciprocal_rank``). No relevant candidate: 0, as a Mewsli-X
+    query whose gold entity is not among the candidates."""
     wanted = set(int(r) for r in relevant)
     if not wanted:
         return 0.0
@@ -57,11 +76,12 @@ def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: i
 
 
 def mean_average_precision_at_k(queries: np.ndarray, candidates: np.ndarray,
-                                relevant: Sequence[Sequence[int]], k: int = 20) -> float:
+                                relevant: Sequence[Sequence[int]], k: int = 20,
+                                ranker: str = "stable") -> float:
     """mAP@k over queries (embeddings) against a candidate pool; ``relevant[i]`` = ids of query i."""
     if len(queries) == 0:
         return float("nan")
-    order = ranked(queries, candidates, k)
+    order = ranked(queries, candidates, k, ranker)
     return float(np.mean([average_precision_at_k(order[i], relevant[i], k) for i in range(len(queries))]))
 
 
@@ -93,14 +113,30 @@ class Candidate:
     score: float
 
 
-def mine(src: np.ndarray, tgt: np.ndarray, k: int = 4, mode: str = "max") -> list[Candidate]:
-    """Candidate pairs with their ratio-margin scores, best first.
+def _best(x: np.ndarray, y: np.ndarray, x_mean: np.ndarray, y_mean: np.ndarray, k: int):
+    """Each row of ``x``'s best partner in ``y`` by margin among its ``k`` nearest neighbours,
+    and that margin. Equal margins: the earlier neighbour in faiss's order (``argmax``), as
+    ``score_candidates`` + ``argmax`` in ``mine_bitext``."""
+    index = faiss.IndexFlatIP(y.shape[1])
+    index.add(y)
+    sims, ids = index.search(x, min(k, len(y)))
+    margins = ratio_margin(sims, x_mean[:, None], y_mean[ids])
+    pick = margins.argmax(axis=1)
+    rows = np.arange(len(x))
+    return ids[rows, pick], margins[rows, pick]
 
-    Each source sentence proposes its best target by margin (forward) and each target its best
-    source (backward). ``mode="max"`` (XTREME's ``retrieval max``): the union, taken greedily by
-    descending score so that every sentence appears in at most one pair; ``"intersect"``: only
-    pairs proposed in both directions. Only each sentence's ``k`` nearest neighbours are
-    considered as partners, as in XTREME.
+
+def mine(src: np.ndarray, tgt: np.ndarray, k: int = 4, mode: str = "max") -> list[Candidate]:
+    """Candidate pairs with their ratio-margin scores, in the order ``mine_bitext`` writes them.
+
+    XTREME's ``third_party/utils_retrieve.py`` ``mine_bitext`` (``mode="mine"``): each source
+    sentence proposes its best target by margin (forward) and each target its best source
+    (backward), among its ``k`` nearest neighbours. ``mode="max"`` (``retrieval max``, XTREME's
+    setting): forward then backward proposals ranked by ``np.argsort(-scores)`` (numpy's default
+    sort, so ties fall as they do there), taken greedily so that each sentence is in at most one
+    pair, and kept when the score is > 0. ``"intersect"``: the forward proposals whose target
+    proposes the same source back, in source order. Callers pass *unique* sentences (see
+    ``unique_sentences``).
     """
     if mode not in ("max", "intersect"):
         raise ValueError(f"unknown mining mode {mode!r}: use 'max' or 'intersect'")
@@ -109,67 +145,82 @@ def mine(src: np.ndarray, tgt: np.ndarray, k: int = 4, mode: str = "max") -> lis
     src = np.ascontiguousarray(src, dtype=np.float32)
     tgt = np.ascontiguousarray(tgt, dtype=np.float32)
     src_mean, tgt_mean = knn_mean(src, tgt, k), knn_mean(tgt, src, k)
-
-    def best(x, y, x_mean, y_mean):
-        kk = min(k, len(y))
-        index = faiss.IndexFlatIP(y.shape[1])
-        index.add(y)
-        sims, ids = index.search(x, kk)
-        margins = ratio_margin(sims, x_mean[:, None], y_mean[ids])
-        # ties: lowest candidate index (faiss order is not guaranteed for equal scores)
-        pick = np.lexsort((ids, -margins), axis=1)[:, 0]
-        rows = np.arange(len(x))
-        return ids[rows, pick], margins[rows, pick]
-
-    fwd_ids, fwd_scores = best(src, tgt, src_mean, tgt_mean)
-    bwd_ids, bwd_scores = best(tgt, src, tgt_mean, src_mean)
-    forward = {(i, int(j)): float(s) for i, (j, s) in enumerate(zip(fwd_ids, fwd_scores))}
-    backward = {(int(i), j): float(s) for j, (i, s) in enumerate(zip(bwd_ids, bwd_scores))}
+    fwd_ids, fwd_scores = _best(src, tgt, src_mean, tgt_mean, k)
+    bwd_ids, bwd_scores = _best(tgt, src, tgt_mean, src_mean, k)
     if mode == "intersect":
-        pairs = {p: s for p, s in forward.items() if p in backward}
-    else:
-        pairs = {**backward, **forward}
-    ordered = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))
-    if mode == "intersect":
-        return [Candidate(i, j, s) for (i, j), s in ordered]
+        return [Candidate(i, int(j), float(fwd_scores[i])) for i, j in enumerate(fwd_ids)
+                if bwd_ids[j] == i]
+    sources = np.concatenate([np.arange(len(src)), bwd_ids])
+    targets = np.concatenate([fwd_ids, np.arange(len(tgt))])
+    scores = np.concatenate([fwd_scores, bwd_scores])
     used_src, used_tgt, out = set(), set(), []
-    for (i, j), s in ordered:
+    for n in np.argsort(-scores):
+        i, j = int(sources[n]), int(targets[n])
         if i in used_src or j in used_tgt:
             continue
         used_src.add(i)
         used_tgt.add(j)
-        out.append(Candidate(i, j, s))
+        if scores[n] > 0:
+            out.append(Candidate(i, j, float(scores[n])))
     return out
 
 
+def unique_sentences(texts: Sequence[str]) -> list[str]:
+    """Each distinct sentence once, first occurrence first (``text_load_unify``)."""
+    return list(dict.fromkeys(texts))
+
+
+def sentence_ids(texts: Sequence[str], ids: Sequence[str]) -> dict[str, str]:
+    """Sentence -> id, for sentences that occur once: ``read_sent2id`` drops every sentence
+    that occurs more than once, so pairs with it are never predicted (its gold pairs stay)."""
+    counts = Counter(texts)
+    return {t: i for t, i in zip(texts, ids) if counts[t] == 1}
+
+
+def mined_pairs(candidates: list[Candidate], src_texts: Sequence[str], tgt_texts: Sequence[str],
+                src_ids: dict[str, str], tgt_ids: dict[str, str]) -> list[Candidate]:
+    """Candidates over unique sentences -> candidates over sentence ids, in order, keeping the
+    highest score of a repeated pair (``read_candidate2score``)."""
+    scores: dict[tuple[str, str], float] = {}
+    for c in candidates:
+        src, tgt = src_texts[c.source], tgt_texts[c.target]
+        if src in src_ids and tgt in tgt_ids:
+            key = (src_ids[src], tgt_ids[tgt])
+            scores[key] = max(c.score, scores.get(key, c.score))
+    return [Candidate(i, j, s) for (i, j), s in scores.items()]
+
+
 def prf(predicted: set[tuple], gold: set[tuple]) -> dict[str, float]:
-    """Precision, recall and F1 of predicted pairs against gold pairs."""
+    """Precision, recall and F1 of predicted pairs against gold pairs (all 0 without a hit, as
+    ``bucc_f1`` in XTREME's ``evaluate.py``)."""
     correct = len(predicted & gold)
-    p = correct / len(predicted) if predicted else 0.0
-    r = correct / len(gold) if gold else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+    if not correct:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    p, r = correct / len(predicted), correct / len(gold)
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r)}
 
 
 def best_threshold(candidates: list[Candidate], gold: set[tuple]) -> float:
-    """The score threshold maximising F1 of ``{c : c.score >= threshold}`` against ``gold``.
-
-    Cutting after the i-th best candidate; the threshold is the midpoint between its score and
-    the next one's (the i-th score itself for the last), so it transfers to other splits.
+    """The score threshold of ``bucc_optimize``: candidates sorted by descending score (a stable
+    sort, so ties keep the mining order); after each, if it gives a hit and beats the best F1 so
+    far, the threshold is the midpoint between its score and the next one's (the official code
+    reads past the end there; the last candidate's own score is used). No correct candidate: 0.
     """
-    if not candidates:
-        return float("inf")
     ordered = sorted(candidates, key=lambda c: -c.score)
-    best_f1, best_i, correct = -1.0, 0, 0
+    threshold, best_f1, correct = 0.0, 0.0, 0
     for i, cand in enumerate(ordered):
         correct += (cand.source, cand.target) in gold
-        p, r = correct / (i + 1), correct / len(gold) if gold else 0.0
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        if not correct:
+            continue
+        p, r = correct / (i + 1), correct / len(gold)
+        f1 = 2 * p * r / (p + r)
         if f1 > best_f1:
-            best_f1, best_i = f1, i
-    if best_i + 1 < len(ordered):
-        return (ordered[best_i].score + ordered[best_i + 1].score) / 2
-    return ordered[best_i].score
+            best_f1 = f1
+            threshold = ((cand.score + ordered[i + 1].score) / 2 if i + 1 < len(ordered)
+                         else cand.score)
+    return threshold
 
 
 def select(candidates: list[Candidate], threshold: float) -> set[tuple]:
+    """Pairs scoring at least ``threshold`` (``bucc_extract``)."""
     return {(c.source, c.target) for c in candidates if c.score >= threshold}

@@ -1,7 +1,8 @@
 """LAReQA on XQuAD-R (Roy et al., 2020): language-agnostic answer-sentence retrieval, 11 languages.
 
 A trained retrieval task (family ``dual_encoder``), as in XTREME-R: fine-tuned on English SQuAD
-v1.1 (query = question, candidate = the sentence holding the answer), evaluated by mAP@20. For
+v1.1 (query = question, candidate = the sentence holding the answer followed by its paragraph,
+as the official ``candidate_text``), evaluated by mAP@20. For
 a language's test, its questions are the queries and the pool holds **every sentence of every
 language's** XQuAD-R contexts; a question's relevant candidates are its answer sentence in all
 11 languages (XQuAD-R questions share ids across languages). ``dev`` for model selection is an
@@ -44,23 +45,40 @@ def sentence_spans(context: str, breaks: list | None = None) -> list[tuple[int, 
     return spans or [(0, len(context))]
 
 
-def answer_sentences(paragraphs: Iterable[dict]) -> tuple[list[str], dict[str, tuple[str, int]]]:
-    """All sentences, and for each question id its text and its answer sentence's index."""
-    sentences: list[str] = []
-    questions: dict[str, tuple[str, int]] = {}
+def candidate_text(sentence: str, context: str) -> str:
+    """A candidate as the official model reads it: the sentence, then its whole paragraph, with
+    no separator and newlines removed (XTREME's ``processors/lareqa.py`` for training and
+    ``evaluate_retrieval.py``, task ``lareqa``, for evaluation)."""
+    return (sentence + context).replace("\n", "")
+
+
+def answer_sentences(paragraphs: Iterable[dict]) -> tuple[list[str], dict[str, tuple[str, list[int]]]]:
+    """All candidates (``candidate_text`` of every sentence of every paragraph), and for each
+    question id its text and the indices of its answer sentences.
+
+    As ``utils_lareqa.generate_examples`` / ``load_data``: the answer sentence is the one whose
+    span holds the answer start (a question whose answer starts in no sentence is left out),
+    and every sentence of the paragraph with the same text is relevant.
+    """
+    candidates: list[str] = []
+    questions: dict[str, tuple[str, list[int]]] = {}
     for para in paragraphs:
         context = para["context"]
         spans = sentence_spans(context, para.get("sentence_breaks"))
-        offset = len(sentences)
-        sentences += [context[s:e].strip() for s, e in spans]
+        offset = len(candidates)
+        texts = [context[s:e] for s, e in spans]
+        candidates += [candidate_text(t, context) for t in texts]
         for qa in para["qas"]:
             answers = qa.get("answers") or []
             if not answers:
                 continue
             start = int(answers[0]["answer_start"])
-            hit = next((i for i, (s, e) in enumerate(spans) if s <= start < e), len(spans) - 1)
-            questions[str(qa["id"])] = (qa["question"], offset + hit)
-    return sentences, questions
+            hit = next((i for i, (s, e) in enumerate(spans) if s <= start < e), None)
+            if hit is None:
+                continue
+            same = [offset + i for i, t in enumerate(texts) if t == texts[hit]]
+            questions[str(qa["id"])] = (qa["question"], same)
+    return candidates, questions
 
 
 def hub_paragraphs(data) -> list[dict]:
@@ -82,6 +100,8 @@ class Lareqa(Task):
         hub_id="google-research-datasets/xquad_r:{lang}", intermediate=False,
         description="answer-sentence retrieval from a multilingual pool (mAP@20); zero-shot from English",
     )
+    #: ties as utils_lareqa.mean_avg_prec_at_k (``scores.argsort()[::-1]``)
+    ranking = "lareqa"
 
     def _squad_paragraphs(self, split: str, language: str, path: Path | None, hub: tuple) -> list[dict]:
         if path is None:
@@ -119,11 +139,11 @@ class Lareqa(Task):
 
                 return datasets.Dataset.from_dict(
                     {"query": [q for q, _ in questions.values()],
-                     "candidate": [sentences[i] for _, i in questions.values()]})
+                     "candidate": [sentences[i[0]] for _, i in questions.values()]})
             from trainables.families.retrieval import pool_dataset  # torch: not in the driver
 
             return pool_dataset([q for q, _ in questions.values()], sentences,
-                                [[i] for _, i in questions.values()])
+                                [i for _, i in questions.values()])
         if split != "test" and split != "dev":
             raise TaskDataError(f"task {self.name}: unknown split {split!r}")
         if language not in self.info.languages:
@@ -135,8 +155,8 @@ class Lareqa(Task):
         own: dict[str, str] = {}
         for lang in self.info.languages:
             sentences, questions = answer_sentences(self._xquad_r(split, lang))
-            for qid, (question, index) in questions.items():
-                answer_of.setdefault(qid, []).append(len(pool) + index)
+            for qid, (question, indices) in questions.items():
+                answer_of.setdefault(qid, []).extend(len(pool) + i for i in indices)
                 if lang == language:
                     own[qid] = question
             pool += sentences

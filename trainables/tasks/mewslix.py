@@ -65,6 +65,8 @@ class MewsliX(Task):
         intermediate=False,
         description="entity linking of news mentions to a multilingual candidate set (mAP@20)",
     )
+    #: ties as the official eval: faiss IndexFlatIP search (evaluate_retrieval.py, task mewslix)
+    ranking = "mewslix"
 
     def _rows(self, name: str, split: str, language: str, hub: tuple[str, str]) -> list[dict]:
         if not self.options.data_dir:
