@@ -32,9 +32,26 @@ def tracking_uri_for(spec: Spec, cli_uri: str | None) -> str:
                     "records go to %s on this machine only; set MLFLOW_TRACKING_URI (or --mlflow-uri) "
                     "to a tracking server to keep them with the study", display(spec.storage), uri)
         return uri
-    storage = Path(spec.storage).expanduser().resolve()
-    storage.mkdir(parents=True, exist_ok=True)
-    return default_tracking_uri(storage)
+    return default_tracking_uri(Path(spec.storage).expanduser().resolve())  # created by the run
+
+
+def tracking_field(spec: Spec, cli_uri: str | None) -> str:
+    """Where the tracking URI came from, for error messages."""
+    if cli_uri:
+        return "--mlflow-uri"
+    if spec.mlflow.tracking_uri:
+        return "mlflow.tracking_uri"
+    return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow (default store)"
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _setup_logging(verbose: int) -> None:
@@ -45,7 +62,11 @@ def _setup_logging(verbose: int) -> None:
 
 
 def cmd_validate(args) -> int:
+    from sweep.checks import check_storage, check_tracking
+
     spec = load_spec(args.spec)
+    check_storage(spec)
+    check_tracking(tracking_uri_for(spec, None), tracking_field(spec, None), spec.source)
     print(f"{args.spec}: valid study '{spec.name}'")
     return 0
 
@@ -53,8 +74,15 @@ def cmd_validate(args) -> int:
 def cmd_plan(args) -> int:
     from sweep.plan import build_plan, format_plan
 
-    plan = build_plan(load_spec(args.spec))
+    from sweep.checks import LARGE_PLAN_TRIALS, plan_trials
+
+    spec = load_spec(args.spec)
+    plan = build_plan(spec)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    trials = plan_trials(plan, spec)
+    if trials > LARGE_PLAN_TRIALS:
+        log.warning("the plan has %d trials (%d jobs), above %d: `sweep run` asks for --yes",
+                    trials, len(plan.jobs), LARGE_PLAN_TRIALS)
     return 0
 
 
@@ -65,25 +93,51 @@ def cmd_run(args) -> int:
         use_cluster_token()  # before anything imports ray
     from sweep.plan import build_plan, format_plan
 
+    from sweep.checks import LARGE_PLAN_TRIALS, check_storage, check_tracking, plan_trials
+
     spec = load_spec(args.spec)
     plan = build_plan(spec)
     if args.dry_run:
         print(format_plan(plan))
         return 0
-    from sweep.prepare import prepare_study
-    from sweep.run import StudyPaths, run_study
-    from trainables import storage
-
-    if storage.is_remote(spec.storage):  # a missing bucket or no access: one line, before anything starts
-        try:
-            storage.check_access(StudyPaths(spec).root)
-        except storage.StorageError as exc:
-            raise SpecError("storage", str(exc), spec.source) from None
+    trials = plan_trials(plan, spec)
+    if trials > LARGE_PLAN_TRIALS and not args.yes:
+        raise SpecError("", f"the plan has {trials} trials ({len(plan.jobs)} jobs), above "
+                            f"{LARGE_PLAN_TRIALS}: check it with `sweep plan`, or pass --yes to run it",
+                        spec.source)
+    # in seconds, before anything starts: a writable storage folder, an MLflow store that answers
+    check_storage(spec)
     uri = tracking_uri_for(spec, args.mlflow_uri)
+    check_tracking(uri, tracking_field(spec, args.mlflow_uri), spec.source)
+    from sweep.lease import Lease, LeaseHeld
+    from sweep.run import StudyPaths
+
+    try:
+        lease = Lease(StudyPaths(spec).root, spec.name).acquire()
+    except LeaseHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_leased(args, spec, plan, uri)
+    finally:
+        lease.release()
+
+
+def _run_leased(args, spec: Spec, plan, uri: str) -> int:
+    from sweep.prepare import prepare_study
+    from sweep.run import no_space_left, run_study
+
     log.info("study %s: %d jobs; MLflow at %s", spec.name, len(plan.jobs), uri)
     prepare_study(spec)
-    summary = run_study(spec, plan, tracking_uri=uri, address=args.address,
-                           max_concurrent=args.max_concurrent, verbose=args.verbose)
+    try:
+        summary = run_study(spec, plan, tracking_uri=uri, address=args.address,
+                            max_concurrent=args.max_concurrent, verbose=args.verbose)
+    except Exception as exc:  # a full disk under the driver's own writes: one line, exit 1
+        if not no_space_left(exc):
+            raise
+        print(f"error: no space left on device under {spec.storage}: free some space and run the "
+              "same command again to resume", file=sys.stderr)
+        return 1
     resumed = sum(1 for o in summary.outcomes.values() if o.resumed)
     print(f"\nstudy {spec.name}: {summary.count('finished')} jobs finished ({resumed} already done "
           f"before this run), {summary.count('failed')} failed, {summary.count('blocked')} blocked")
@@ -94,6 +148,10 @@ def cmd_run(args) -> int:
     if summary.interrupted:
         print("interrupted: run the same command again to resume")
         return 130
+    if any(no_space_left(o.error) for o in summary.outcomes.values()):
+        print(f"error: no space left on device under {spec.storage}: free some space and run the "
+              "same command again to resume", file=sys.stderr)
+        return 1
     _report(spec, uri)
     print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open http://127.0.0.1:5000)")
     return 1 if summary.count("failed") or summary.count("blocked") else 0
@@ -143,7 +201,16 @@ def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[
 
 
 def cmd_report(args) -> int:
+    from sweep.checks import check_group_by, check_study_ran
+
     spec = load_spec(args.spec)
+    uri = tracking_uri_for(spec, args.mlflow_uri)
+    check_study_ran(spec, uri, tracking_field(spec, args.mlflow_uri))  # nothing is created before
+    for other in args.compare or []:
+        other_spec = load_spec(other)
+        check_study_ran(other_spec, tracking_uri_for(other_spec, None), tracking_field(other_spec, None))
+    if args.group_by:
+        check_group_by(uri, spec.experiment, args.group_by)
     if not args.no_figures and args.distance_features != DEFAULT_FEATURES:
         from sweep.languages import feature_sets
 
@@ -152,10 +219,49 @@ def cmd_report(args) -> int:
             print(f"error: --distance-features: {args.distance_features!r} is not a lang2vec feature "
                   f"set; choose from {', '.join(known)}", file=sys.stderr)
             return 2
-    _report(spec, tracking_uri_for(spec, args.mlflow_uri), group_by=args.group_by,
+    _report(spec, uri, group_by=args.group_by,
             compare=args.compare or [], figures=not args.no_figures, html=not args.no_html,
             distance_features=args.distance_features, distance_metric=args.distance_metric)
     return 0
+
+
+def cmd_submit(args) -> int:
+    from sweep.submit import SubmitError, job_address, submit
+
+    spec = load_spec(args.spec)  # a bad spec is caught here, before anything reaches the cluster
+    address = job_address(args.address)
+    try:
+        job_id = submit(args.spec, spec.name, address=address, cwd=args.cwd, mlflow_uri=args.mlflow_uri,
+                        max_concurrent=args.max_concurrent, yes=args.yes)
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(job_id)
+    log.info("follow it with `sweep status --job %s` and `sweep logs %s --follow`", job_id, job_id)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from sweep.submit import SubmitError, job_address, status_lines
+
+    try:
+        lines, state = status_lines(job_address(args.address), args.job)
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 1 if state in ("FAILED", "STOPPED") else 0
+
+
+def cmd_logs(args) -> int:
+    from sweep.submit import SubmitError, job_address, print_logs
+
+    try:
+        state = print_logs(job_address(args.address), args.job, args.follow)
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1 if args.follow and state in ("FAILED", "STOPPED") else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite file in the storage path; "
                                         "under the cache dir for s3:// / gs:// storage)")
-    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--max-concurrent", type=positive_int, help="at most this many trials at once")
+    p.add_argument("--yes", action="store_true",
+                   help="run a plan even when it is very large (more trials than sweep.checks.LARGE_PLAN_TRIALS)")
     p.add_argument("--dry-run", action="store_true", help="validate and plan only; start nothing")
     p.set_defaults(func=cmd_run)
 
@@ -197,6 +305,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance-metric", default="cosine", choices=("cosine", "euclidean"),
                    help="distance between the URIEL vectors (default: %(default)s)")
     p.set_defaults(func=cmd_report)
+
+    job_server = ("Ray job server (the dashboard), default: $RAY_API_SERVER_ADDRESS, else "
+                  "http://127.0.0.1:8265 (what `ray dashboard cluster.yaml` forwards)")
+    p = sub.add_parser("submit", help="run a study's driver as a Ray Job on the cluster's head; "
+                                      "prints the job id and returns")
+    p.add_argument("spec", help="the spec, as a path under --cwd on the head (and readable here)")
+    p.add_argument("--address", help=job_server)
+    p.add_argument("--cwd", default="~/xstilts",
+                   help="folder on the head the driver runs in (default: %(default)s, the checkout "
+                        "the cluster files sync)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI as seen from the head (default: the "
+                                        "spec's, else the head's MLFLOW_TRACKING_URI, else sqlite)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--yes", action="store_true", help="run a very large plan (see `sweep run --yes`)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="a submitted study's job: its state (or all sweep jobs)")
+    p.add_argument("--job", help="job id printed by `sweep submit` (default: list sweep jobs)")
+    p.add_argument("--address", help=job_server)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("logs", help="a submitted study's driver output")
+    p.add_argument("job", help="job id printed by `sweep submit`")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--address", help=job_server)
+    p.set_defaults(func=cmd_logs)
     return parser
 
 

@@ -21,6 +21,7 @@ count); Optuna search and ASHA run one Tuner per job, because they compare trial
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -41,13 +42,25 @@ from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
 from trainables import storage
 from trainables.tasks import task_info
-from trainables.records import ERROR_FILE, RESULT_FILE, read_result
+from trainables.records import (ERROR_FILE, RESULT_FILE, DamagedRecord, load_result, parse_record,
+                                read_result)
 from trainables.tune_entry import tune_trial
 
 log = logging.getLogger(__name__)
 
 TRIALS_PER_TUNER = 400
 JOB_FILE = "job.json"
+JOB_FIELDS = {"job": dict, "metrics": dict, "hparams": dict, "model_dir": (str, type(None))}
+PLAN_FIELDS = {"jobs": list}
+NO_SPACE = "no space left on device"
+
+
+def no_space_left(error: BaseException | str | None) -> bool:
+    """Whether an exception (or a recorded reason) is a full disk (ENOSPC, or sqlite's own words)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error or "").lower()
+    return NO_SPACE in text or "database or disk is full" in text
 
 
 @dataclass
@@ -167,11 +180,13 @@ class StudyRunner:
         self.interrupted = False
         self._trial_dirs: dict[str, list[str]] = {}
         self._errored: set[str] = set()
+        self._trial_errors: dict[str, str] = {}  # output dir -> Ray's reason, when error.txt is missing
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
         storage.makedirs(self.paths.root)
-        storage.write_json(storage.join(self.paths.root, "plan.json"), self.plan.to_dict())
+        self._write_plan()
+        self._remove_leftover_tmp()
         if any(not storage.is_file(self.paths.job_file(j.id)) for j in self.plan.jobs):
             self._init_ray()
         self.tracker.start_study(self.plan, self.spec.source, self._study_params())
@@ -186,10 +201,40 @@ class StudyRunner:
                     break
             if not self.interrupted and not self.spec.keep_intermediate:
                 self._release_intermediate_checkpoints()
+        except KeyboardInterrupt:  # a Ctrl-C outside Tune's own handling: the runs end KILLED
+            self.interrupted = True
+            raise
         finally:
             failed = sum(1 for o in self.outcomes.values() if o.status != "finished")
             self.tracker.finish_study(failed, self.interrupted)
         return RunSummary(self.outcomes, self.interrupted)
+
+    def _write_plan(self) -> None:
+        """plan.json, written again; one that an earlier run left damaged is named first."""
+        location = storage.join(self.paths.root, "plan.json")
+        try:
+            text = storage.read_text(location)
+            if text is not None:
+                parse_record(location, text, PLAN_FIELDS)
+        except (DamagedRecord, UnicodeDecodeError) as exc:
+            log.warning("%s: written again", exc if isinstance(exc, DamagedRecord)
+                        else f"{storage.display(location)} is damaged (not UTF-8 text)")
+        storage.write_json(location, self.plan.to_dict())
+
+    def _remove_leftover_tmp(self) -> None:
+        """``*.tmp`` files and folders that an interrupted write left (local storage: object
+        stores have no partial objects). Safe under the study's lease: no other run writes here."""
+        if self.paths.remote:
+            return
+        leftovers = sorted(self.paths.root.glob("jobs/*/trials/**/*.tmp"), reverse=True)
+        leftovers += sorted(self.paths.root.glob("jobs/*/*.tmp")) + sorted(self.paths.root.glob("*.tmp"))
+        for path in leftovers:
+            if path.is_dir():
+                storage.delete_dir(path)
+            else:
+                path.unlink(missing_ok=True)
+        if leftovers:
+            log.info("removed %d leftover *.tmp files under %s", len(leftovers), self.paths.root)
 
     def _release_intermediate_checkpoints(self) -> None:
         """Delete an intermediate job's checkpoints once every job that starts from it finished.
@@ -261,7 +306,17 @@ class StudyRunner:
         return any(not storage.is_file(self.paths.job_file(d.id)) for d in self.plan.dependents(job.id))
 
     def _load_job(self, job: Job) -> JobOutcome | None:
-        data = storage.read_json(self.paths.job_file(job.id))
+        """The job's record, validated: a damaged one is named in one warning, removed, and the
+        job runs again."""
+        location = self.paths.job_file(job.id)
+        try:
+            text = storage.read_text(location)
+            data = None if text is None else parse_record(location, text, JOB_FIELDS)
+        except (DamagedRecord, UnicodeDecodeError) as exc:
+            log.warning("%s: job %s (%s) runs again", exc if isinstance(exc, DamagedRecord) else
+                        f"{storage.display(location)} is damaged (not UTF-8 text)", job.id, job.label)
+            storage.delete_file(location)
+            return None
         if data is None:
             return None
         return JobOutcome(job.id, "finished", data.get("model_dir"), data.get("metrics", {}), resumed=True)
@@ -293,7 +348,7 @@ class StudyRunner:
         searched = [j for j in jobs if self._searched(j)]
         trials = {j.id: self.grid_trials(j) for j in grid_jobs}
         self._trial_dirs = {job_id: [t["output_dir"] for t in ts] for job_id, ts in trials.items()}
-        pending = [t for j in grid_jobs for t in trials[j.id] if read_result(t["output_dir"]) is None]
+        pending = [t for j in grid_jobs for t in trials[j.id] if self._pending(t["output_dir"])]
         for trial in pending:  # an error left by an earlier run must not end the job early
             storage.delete_file(storage.join(trial["output_dir"], ERROR_FILE))
         for start in range(0, len(pending), TRIALS_PER_TUNER):
@@ -309,14 +364,32 @@ class StudyRunner:
                 return
             self._run_searched_job(job)
 
-    def maybe_finish_job(self, job_id: str, output_dir: str | None = None, errored: bool = False) -> None:
+    def _pending(self, output_dir: str) -> bool:
+        """True unless the trial has a good ``result.json``; a damaged one is named in one
+        warning and removed, and the trial runs again."""
+        try:
+            return load_result(output_dir) is None
+        except DamagedRecord as exc:
+            log.warning("%s: the trial runs again", exc)
+            storage.delete_file(storage.join(output_dir, RESULT_FILE))
+            return True
+
+    def maybe_finish_job(self, job_id: str, output_dir: str | None = None, errored: bool = False,
+                         error: str | None = None) -> None:
         """Record a grid job as soon as each of its trials has a result or a final error.
 
         A trial counts as failed only once Tune gives up on it (after its retries), not while
-        an ``error.txt`` from an attempt that Ray will retry is lying in its folder.
+        an ``error.txt`` from an attempt that Ray will retry is lying in its folder; or when it
+        ended without a result but with an ``error.txt`` (a deterministic failure, which
+        ``tune_entry`` ends without an exception so that Ray does not retry it).
         """
+        if output_dir and not errored and storage.is_file(storage.join(output_dir, ERROR_FILE)) \
+                and not storage.is_file(storage.join(output_dir, RESULT_FILE)):
+            errored = True
         if errored and output_dir:
             self._errored.add(output_dir)
+            if error:
+                self._trial_errors[str(output_dir)] = error
         dirs = self._trial_dirs.get(job_id)
         if job_id in self.outcomes or dirs is None:
             return
@@ -409,27 +482,56 @@ class StudyRunner:
                 results.append(r)
             elif err is not None:
                 errors.append(err.strip())
+            elif str(d) in self._trial_errors:  # it could not write error.txt (a full disk)
+                errors.append(self._trial_errors[str(d)])
             else:  # stopped early by the scheduler (ASHA) or killed without a word
                 stopped.append(storage.basename(d))
         if not results or (errors and not nested):
             error = errors[0] if errors else f"no trial finished ({len(stopped)} stopped)"
+            if no_space_left(error) and not error.startswith(NO_SPACE):
+                error = f"{NO_SPACE}: {error}"
             log.error("job %s (%s) failed: %s", job.id, job.label, error)
             self.outcomes[job.id] = JobOutcome(job.id, "failed", error=error)
-            self.tracker.finish_job(job, status="failed", error=error)
+            self._track(job, self.tracker.finish_job, job, status="failed", error=error)
             return
         metric, sign = self.spec.search.metric, (1 if self.spec.search.mode == "max" else -1)
         best = max(results, key=lambda r: sign * r["metrics"].get(metric, float("-inf") * sign))
         outcome = JobOutcome(job.id, "finished", best.get("model_dir"), best["metrics"])
-        self.tracker.finish_job(job, status="finished", metrics=best["metrics"], hparams=best["hparams"],
-                                model_dir=best.get("model_dir") if job.stage != "eval" else None,
-                                log_checkpoint=self.spec.mlflow.log_checkpoints,
-                                extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
-                                            "failed_trials": len(errors), "stopped_trials": len(stopped),
-                                            **oom_tag(best)})
-        storage.write_json(self.paths.job_file(job.id),
-                          {"job": job.to_dict(), "best_trial": best["trial_id"], "model_dir": best.get("model_dir"),
-                           "metrics": best["metrics"], "hparams": best["hparams"], "failed_trials": errors})
+        if not self._track(job, self.tracker.finish_job, job, status="finished", metrics=best["metrics"],
+                           hparams=best["hparams"],
+                           model_dir=best.get("model_dir") if job.stage != "eval" else None,
+                           log_checkpoint=self.spec.mlflow.log_checkpoints,
+                           extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
+                                       "failed_trials": len(errors), "stopped_trials": len(stopped),
+                                       **oom_tag(best)}):
+            return
+        try:
+            storage.write_json(self.paths.job_file(job.id),
+                               {"job": job.to_dict(), "best_trial": best["trial_id"],
+                                "model_dir": best.get("model_dir"), "metrics": best["metrics"],
+                                "hparams": best["hparams"], "failed_trials": errors})
+        except OSError as exc:  # a full disk: the job is failed, the driver goes on
+            self._record_failure(job, exc, f"could not write {storage.display(self.paths.job_file(job.id))}")
+            self._track(job, self.tracker.finish_job, job, status="failed", error=self.outcomes[job.id].error)
+            return
         self.outcomes[job.id] = outcome
+
+    def _track(self, job: Job, write, *args, **kwargs) -> bool:
+        """An MLflow write that must not end the driver (sqlite on a full disk, a server gone):
+        on failure the job is failed (its trials' results stay, so a later run only records it)."""
+        try:
+            write(*args, **kwargs)
+            return True
+        except Exception as exc:  # noqa: BLE001 - MlflowException, sqlite's OperationalError, OSError
+            if job.id not in self.outcomes or self.outcomes[job.id].status == "finished":
+                self._record_failure(job, exc, "could not record it in MLflow")
+            return False
+
+    def _record_failure(self, job: Job, exc: BaseException, what: str) -> None:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        error = f"{NO_SPACE}: {what}" if no_space_left(exc) else f"{what}: {line}"
+        log.error("job %s (%s) failed: %s", job.id, job.label, error)
+        self.outcomes[job.id] = JobOutcome(job.id, "failed", error=error)
 
 
 def oom_tag(result: dict) -> dict[str, str]:

@@ -228,6 +228,10 @@ class Resources(_Block):
     workers: int = Field(1, ge=1)
     # memory of one GPU, for `sweep plan`'s fit check (null: 80 GB is assumed, and said so)
     gpu_memory_gb: float | None = Field(None, gt=0)
+    # where a multi-worker trial's workers go (Ray Train's placement strategy): pack (Ray's
+    # default: one node when it fits, else several), strict_pack (one node, or wait for one:
+    # the autoscaler adds a node that holds them all), spread (one per node where possible)
+    placement: Literal["pack", "strict_pack", "spread"] = "pack"
 
 
 class DeepSpeedBlock(_Block):
@@ -236,8 +240,9 @@ class DeepSpeedBlock(_Block):
     stage: int = Field(2, ge=0, le=3)
     offload_optimizer: Literal["none", "cpu"] = "none"
     offload_param: Literal["none", "cpu"] = "none"
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
-    gradient_checkpointing: bool = False
+    # moved to the top level (one setting for the plain and DeepSpeed paths): an error here
+    precision: Any = None
+    gradient_checkpointing: Any = None
     config_file: str | None = None
 
 
@@ -251,7 +256,8 @@ class EvaluationBlock(_Block):
 class MlflowConfig(_Block):
     tracking_uri: str | None = None
     experiment: str | None = None
-    log_checkpoints: bool = True
+    # upload each job's selected checkpoint as an MLflow artifact (its location is always a tag)
+    log_checkpoints: bool = False
 
 
 class TaskOptionsBlock(_Block):
@@ -298,6 +304,10 @@ class RawSpec(_Block):
     # study factors: training-set sizes per phase, each size its own jobs (null = all examples)
     train_examples: dict[str, list[Union[int, None]]] = Field(default_factory=dict)
     deepspeed: DeepSpeedBlock | None = None
+    # how every training path computes (trainables.device): auto = bf16 on a GPU that has it,
+    # fp32 on the CPU; fp16 trains with a gradient scaler (GPU only)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
     # named adversarial-training configurations, used by name in hyperparameters.<phase>.adversarial
     adversarial: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
@@ -357,6 +367,8 @@ class Spec:
     source: str | None = None
     train_examples: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     deepspeed: DeepSpeedBlock | None = None
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
     adversarial: dict[str, dict] = field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
     keep_intermediate: bool = False
@@ -375,16 +387,55 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file; every problem is a one-line ``SpecError``."""
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        raise SpecError("", f"{path} is a directory, not a spec file")
     if not path.is_file():
         raise SpecError("", f"spec file not found: {path}")
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        raise SpecError("", "not a text file (it holds NUL bytes: binary, or UTF-16?); "
+                            "save the spec as UTF-8 YAML", source)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SpecError("", f"line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); "
+                            "save the spec as UTF-8", source) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise SpecError(exc.field, str(exc), source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError("", f"{where}not valid YAML: {problem}", source) from None
     return parse_spec(data, source=source)
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, field: str, key: str, first: int, second: int) -> None:
+        self.field = field
+        super().__init__(f"key {key!r} is given twice (lines {first} and {second}); keep one")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                break
+            if first is not None:
+                field = str(key) if key_node.start_mark.column == 0 else ""
+                raise DuplicateKeyError(field, str(key), first, key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_spec(data: Any, source: str | None = None) -> Spec:
@@ -495,6 +546,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         resources=raw.resources, storage=raw.storage, cache_dir=raw.cache_dir, mlflow=raw.mlflow,
         tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
         train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
+        precision=_check_precision(raw.precision, raw.resources), gradient_checkpointing=raw.gradient_checkpointing,
         adversarial=adversarial, evaluation=_warn_missing_files(_check_evaluation(raw.evaluation), targets),
         keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
         groups=_check_groups(raw.groups, intermediate),
@@ -735,9 +787,27 @@ def _check_sizes(raw: dict[str, list]) -> dict[str, tuple[int | None, ...]]:
     return out
 
 
+def _check_precision(precision: str, resources: Resources) -> str:
+    if precision == "fp16" and not resources.gpu:
+        raise SpecError("precision", "fp16 needs GPUs (resources.gpu is 0): use bf16 or fp32 on the CPU")
+    return precision
+
+
+def effective_precision(spec: "Spec") -> str:
+    """The precision trials will run in when the spec leaves it to ``auto``, as far as the spec
+    can tell: bf16 where trials reserve GPUs (every GPU of a current cluster has it), else fp32."""
+    if spec.precision != "auto":
+        return spec.precision
+    return "bf16" if spec.resources.gpu else "fp32"
+
+
 def _check_deepspeed(block: DeepSpeedBlock | None) -> DeepSpeedBlock | None:
     if block is None:
         return None
+    for name in ("precision", "gradient_checkpointing"):
+        if getattr(block, name) is not None:
+            raise SpecError(f"deepspeed.{name}", f"moved: set `{name}:` at the top level of the spec "
+                                                 "(one setting for the plain and DeepSpeed paths)")
     if block.offload_param != "none" and block.stage != 3:
         raise SpecError("deepspeed.offload_param", f"parameter offload needs stage 3, got stage {block.stage}")
     if block.offload_optimizer != "none" and block.stage == 0:

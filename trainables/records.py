@@ -7,8 +7,11 @@ or an object-storage URI (``trainables.storage``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -20,13 +23,53 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_result(output_dir: str | Path) -> dict | None:
+class DamagedRecord(ValueError):
+    """A record file that exists but cannot be what the engine wrote (empty, truncated, not
+    JSON, missing fields): its message names the file and what is wrong."""
+
+
+def parse_record(location, text: str, required: dict[str, type | tuple]) -> dict:
+    """``text`` as a JSON object holding ``required`` fields of the given types, else a
+    ``DamagedRecord`` naming ``location``."""
     from trainables import storage
 
-    if storage.is_remote(output_dir):
-        return storage.read_json(storage.join(output_dir, RESULT_FILE))
-    path = Path(output_dir) / RESULT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    where = storage.display(location)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DamagedRecord(f"{where} is damaged ({'empty' if not text.strip() else f'not JSON: {exc}'})") from None
+    if not isinstance(data, dict):
+        raise DamagedRecord(f"{where} is damaged (not a JSON object)")
+    for name, kind in required.items():
+        if not isinstance(data.get(name), kind):
+            raise DamagedRecord(f"{where} is damaged (field {name!r} missing or of the wrong type)")
+    return data
+
+
+RESULT_FIELDS = {"trial_id": str, "metrics": dict, "hparams": dict}
+
+
+def load_result(output_dir: str | Path) -> dict | None:
+    """A trial's ``result.json``, validated; None when there is none, ``DamagedRecord`` when it
+    is not a complete record."""
+    from trainables import storage
+
+    location = storage.join(output_dir, RESULT_FILE)
+    try:
+        text = storage.read_text(location)
+    except UnicodeDecodeError:
+        raise DamagedRecord(f"{storage.display(location)} is damaged (not UTF-8 text)") from None
+    return None if text is None else parse_record(location, text, RESULT_FIELDS)
+
+
+def read_result(output_dir: str | Path) -> dict | None:
+    """``load_result``, with a damaged record named in one warning and read as absent (the trial
+    then runs again and writes a good one)."""
+    try:
+        return load_result(output_dir)
+    except DamagedRecord as exc:
+        log.warning("%s: the trial runs again", exc)
+        return None
 
 
 def perturbation_label(config: dict) -> str:

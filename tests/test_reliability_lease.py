@@ -1,0 +1,99 @@
+"""One writer per study (issue 14, item 2): the lease on ``<storage>/<study>/lease.json``.
+
+Real files and processes, no Ray: a live holder refuses a second run in one line; a dead pid on
+this host, an old heartbeat or a damaged lease file is taken over with a log line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from sweep import lease as lease_mod
+from sweep.cli import main
+from sweep.lease import LEASE_FILE, Lease, LeaseHeld
+
+
+def _write(root, **record):
+    root.mkdir(parents=True, exist_ok=True)
+    base = {"host": socket.gethostname(), "pid": os.getpid(), "token": "other",
+            "started": time.time() - 60, "heartbeat": time.time()}
+    (root / LEASE_FILE).write_text(json.dumps({**base, **record}))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_holder_is_refused_naming_the_first(tmp_path):
+    first = Lease(tmp_path / "study", "study").acquire()
+    try:
+        with pytest.raises(LeaseHeld) as refused:
+            Lease(tmp_path / "study", "study").acquire()
+        message = str(refused.value)
+        assert f"host {socket.gethostname()} pid {os.getpid()}" in message
+        assert "last heartbeat" in message and "\n" not in message
+    finally:
+        first.release()
+    assert not (tmp_path / "study" / LEASE_FILE).exists()
+    Lease(tmp_path / "study", "study").acquire().release()  # free again
+
+
+def test_a_dead_pid_on_this_host_is_taken_over(tmp_path, caplog):
+    _write(tmp_path / "study", pid=_dead_pid())
+    with Lease(tmp_path / "study", "study") as held:
+        record = json.loads((tmp_path / "study" / LEASE_FILE).read_text())
+        assert record["token"] == held.token and record["pid"] == os.getpid()
+    assert "taking over the lease" in caplog.text and "no longer running on this host" in caplog.text
+
+
+def test_no_heartbeat_from_another_host_is_taken_over(tmp_path, caplog):
+    _write(tmp_path / "study", host="elsewhere", pid=1, heartbeat=time.time() - lease_mod.STALE_S - 5)
+    with Lease(tmp_path / "study", "study"):
+        pass
+    assert "no heartbeat for" in caplog.text
+
+
+def test_a_live_lease_from_another_host_holds(tmp_path):
+    _write(tmp_path / "study", host="elsewhere", pid=1)
+    with pytest.raises(LeaseHeld, match="host elsewhere pid 1"):
+        Lease(tmp_path / "study", "study").acquire()
+    assert json.loads((tmp_path / "study" / LEASE_FILE).read_text())["host"] == "elsewhere"
+
+
+def test_a_damaged_lease_file_is_taken_over(tmp_path, caplog):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / LEASE_FILE).write_text('{"host": "x", "pi')
+    with Lease(tmp_path / "study", "study"):
+        pass
+    assert "the lease file is damaged" in caplog.text
+
+
+def test_the_heartbeat_is_renewed(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_S", 0.2)
+    with Lease(tmp_path / "study", "study"):
+        first = json.loads((tmp_path / "study" / LEASE_FILE).read_text())["heartbeat"]
+        time.sleep(1.0)
+        later = json.loads((tmp_path / "study" / LEASE_FILE).read_text())["heartbeat"]
+    assert later > first
+
+
+def test_sweep_run_refuses_while_another_run_holds_the_study(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = tmp_path / "study.yaml"
+    spec.write_text(yaml.safe_dump({"name": "held", "model": "tiny", "targets": ["toy_xnli"],
+                                    "storage": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache")}))
+    _write(tmp_path / "runs" / "held", host="node-7", pid=4242)
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: study held is being run by host node-7 pid 4242")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["held"]  # no mlflow.db
+    assert sorted(p.name for p in (tmp_path / "runs" / "held").iterdir()) == [LEASE_FILE]
