@@ -58,6 +58,31 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], ...]] = {
 QA_TASKS = ("xquad", "mlqa", "tydiqa")
 BENCHMARK_METRIC = {**{t: "em_f1" for t in QA_TASKS}, "udpos": "f1", "panx": "f1",
                     "wikiann": "f1", "bucc": "f1"}
+#: marks a benchmark cell whose tasks miss some of the benchmark's languages
+INCOMPLETE_MARK = "†"
+
+
+def _benchmark_languages() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Benchmark -> task -> the languages it averages, as google-research/xtreme's evaluate.py
+    lists them (``XTREME_TASK2LANGS``, ``XTREME_R_TASK2LANGS``; the project's lists in
+    ``trainables.languages`` are the same sets). XTREME's XQuAD has no Romanian (XTREME-R added
+    it); evaluate.py lists no LAReQA languages, XTREME-R scores XQuAD-R's 11."""
+    from trainables.languages import TASK_LANGUAGES as L
+
+    xtreme = {"xnli": L["xnli"], "pawsx": L["pawsx"], "udpos": L["udpos"], "panx": L["panx"],
+              "xquad": tuple(x for x in L["xquad"] if x != "ro"), "mlqa": L["mlqa"],
+              "tydiqa": L["tydiqa"], "bucc": L["bucc"], "tatoeba": L["tatoeba"]}
+    xtreme_r = {"xnli": L["xnli"], "xcopa": L["xcopa"], "udpos": L["udpos_xtreme_r"],
+                "panx": L["panx_xtreme_r"], "xquad": L["xquad"], "mlqa": L["mlqa"],
+                "tydiqa": L["tydiqa"], "mewslix": L["mewslix"], "lareqa": L["lareqa"],
+                "tatoeba": L["tatoeba_xtreme_r"]}
+    lists = {"XTREME": xtreme, "XTREME-R": xtreme_r}
+    for langs in lists.values():
+        langs["wikiann"] = langs["panx"]
+    return lists
+
+
+BENCHMARK_LANGUAGES = _benchmark_languages()
 
 
 @dataclass
@@ -72,6 +97,8 @@ class Cell:
     #: benchmark columns only: how many of the benchmark's tasks the value averages
     n_tasks: int | None = None
     of_tasks: int | None = None
+    #: benchmark columns only: tasks scored without some of the benchmark's languages
+    incomplete: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -265,20 +292,41 @@ def _run_fields(run: Run, group_by: str | None) -> dict:
     }
 
 
-def _benchmark_score(metrics: dict[str, float], target: str, main_key: str) -> float | None:
-    """The task's score under the benchmarks' rules: QA (EM+F1)/2, tagging/BUCC F1, else the
-    main metric."""
-    metric = BENCHMARK_METRIC.get(target)
-    if metric is None:
-        return float(metrics[main_key])
-    key = f"{target}/{metric}/avg"
-    if key in metrics:
-        return float(metrics[key])
-    em, f1 = f"{target}/exact_match/avg", f"{target}/f1/avg"
-    if metric == "em_f1" and em in metrics and f1 in metrics:
-        return (float(metrics[em]) + float(metrics[f1])) / 2
-    log.warning("run %s has no %s; %s is left out of benchmark averages", main_key, key, target)
-    return None
+def _benchmark_scores(metrics: dict[str, float], target: str, main_key: str) -> dict[str, dict]:
+    """Per benchmark that has the task: ``{"score", "missing"}``, the mean over the benchmark's
+    own language list of the task's per-language score under the benchmark's rules (QA
+    (EM+F1)/2, tagging/BUCC F1, else the main metric), and the list's languages the run lacks.
+    A run without per-language scores falls back to its average, with every language missing
+    (which languages it covers is unknown)."""
+    metric = BENCHMARK_METRIC.get(target, main_key.split("/")[-2])
+    scores, _ = _per_language(metrics, target, metric)
+    if metric == "em_f1" and not scores:
+        em, _ = _per_language(metrics, target, "exact_match")
+        f1, _ = _per_language(metrics, target, "f1")
+        scores = {lang: (em[lang] + f1[lang]) / 2 for lang in em.keys() & f1.keys()}
+    average = metrics.get(f"{target}/{metric}/avg")
+    if average is None and metric == "em_f1":
+        em, f1 = metrics.get(f"{target}/exact_match/avg"), metrics.get(f"{target}/f1/avg")
+        average = None if em is None or f1 is None else (em + f1) / 2
+    out = {}
+    for bench, lists in BENCHMARK_LANGUAGES.items():
+        langs = lists.get(target)
+        if langs is None:
+            continue
+        have = [scores[lang] for lang in langs if lang in scores]
+        missing = [lang for lang in langs if lang not in scores]
+        if have:
+            out[bench] = {"score": statistics.fmean(have), "missing": missing}
+        elif average is not None:
+            out[bench] = {"score": float(average), "missing": list(langs)}
+        else:
+            log.warning("run %s has no %s scores; %s is left out of %s", main_key, metric,
+                        target, bench)
+            continue
+        if missing:
+            log.warning("%s: %s lacks %d of its %d languages (%s)", bench, target, len(missing),
+                        len(langs), " ".join(missing))
+    return out
 
 
 def _per_language(metrics: dict[str, float], target: str, metric: str) -> tuple[dict, dict]:
@@ -313,7 +361,7 @@ def _score_record(run: Run, group_by: str | None = None) -> dict | None:
         **_run_fields(run, group_by),
         "score": float(run.data.metrics[key]),
         "metric": key,
-        "bench_score": _benchmark_score(run.data.metrics, target, key),
+        "bench_scores": _benchmark_scores(run.data.metrics, target, key),
         "languages": languages,
         "sizes": sizes,
         "perturbed": perturbed_scores(run.data.metrics, target, metric),
@@ -355,8 +403,8 @@ def collect_scores(
 ) -> tuple[list[dict], list[dict]]:
     """Read a study's job runs: (score records, failed-job records).
 
-    Score records are ``{intermediate, target, seed, score}`` plus ``bench_score`` (the
-    benchmark-rule score), ``languages`` / ``sizes`` (per-language score and test-set size),
+    Score records are ``{intermediate, target, seed, score}`` plus ``bench_scores``
+    (benchmark -> ``{score, missing}``, see ``_benchmark_scores``), ``languages`` / ``sizes`` (per-language score and test-set size),
     ``study``, ``group`` (value of ``group_by``), ``train_examples``, ``target_examples`` and
     ``metric``, ``stage``, ``job_id``, ``run_id`` for traceability, from finished target/eval
     jobs. Failed records are ``{job_id, stage, intermediate, target, seed, error, run_id, ...}``
@@ -576,12 +624,15 @@ def build_report(
     columns = targets + [AVERAGE] + bench_cols
 
     by_cell: dict[tuple[str, str], dict[Any, float]] = {}
-    by_bench: dict[tuple[str, str], dict[Any, float]] = {}
+    by_bench: dict[tuple[str, str, str], dict[Any, float]] = {}
+    incomplete: dict[tuple[str, str], set[str]] = {}
     for rec in scores:
-        col = _with_size(rec["target"], rec.get("target_examples"))
-        by_cell.setdefault((rec_label[id(rec)], col), {})[rec["seed"]] = float(rec["score"])
-        if rec.get("bench_score") is not None:
-            by_bench.setdefault((rec_label[id(rec)], col), {})[rec["seed"]] = rec["bench_score"]
+        row, col = rec_label[id(rec)], _with_size(rec["target"], rec.get("target_examples"))
+        by_cell.setdefault((row, col), {})[rec["seed"]] = float(rec["score"])
+        for bench, value in (rec.get("bench_scores") or {}).items():
+            by_bench.setdefault((bench, row, col), {})[rec["seed"]] = value["score"]
+            if value["missing"]:
+                incomplete.setdefault((bench, row), set()).add(col)
 
     cells: dict[tuple[str, str], Cell] = {}
     missing: list[tuple[str, str]] = []
@@ -594,10 +645,11 @@ def build_report(
                 missing.append((row, target))
         avg = _row_average(per_target)
         cells[(row, AVERAGE)] = Cell(*_stats(avg), n_seeds=len(avg), delta=None)
-        for col, (n_slots, chosen) in zip(bench_cols, benches.values()):
-            values = _row_average([by_bench.get((row, c), {}) for c in chosen])
+        for col, (bench, (n_slots, chosen)) in zip(bench_cols, benches.items()):
+            values = _row_average([by_bench.get((bench, row, c), {}) for c in chosen])
             cells[(row, col)] = Cell(*_stats(values), n_seeds=len(values), delta=None,
-                                     n_tasks=len(chosen), of_tasks=n_slots)
+                                     n_tasks=len(chosen), of_tasks=n_slots,
+                                     incomplete=tuple(sorted(set(chosen) & incomplete.get((bench, row), set()))))
     info_by_label = {labels[i]: i for i in infos}
     baselines = _baselines(infos, labels)
     _add_deltas(cells, baselines, columns)
@@ -644,7 +696,7 @@ def _format_cell(cell: Cell, bold: bool, n_total: int) -> str:
     if cell.mean is None:
         return MISSING_MARK
     mean = f"**{_pct(cell.mean)}**" if bold else _pct(cell.mean)
-    text = f"{mean} ± {_pct(cell.std)}"
+    text = f"{mean}{INCOMPLETE_MARK if cell.incomplete else ''} ± {_pct(cell.std)}"
     if cell.delta is not None:
         text += f" ({_signed_pct(cell.delta)})"
     if cell.n_seeds < n_total:
@@ -675,7 +727,9 @@ def _legend(report: StudyReport) -> str:
     if report.benchmark_columns:
         text += (" Benchmark columns average the benchmark's tasks per seed with its scoring "
                  "rules (QA: (EM+F1)/2; tagging and BUCC: F1; others: the main metric); "
-                 "\"(k/N tasks)\" marks a partial average over the k tasks this study has.")
+                 "\"(k/N tasks)\" marks a partial average over the k tasks this study has. Each "
+                 "task is averaged over the benchmark's own language list (XTREME's or "
+                 f"XTREME-R's); {INCOMPLETE_MARK} marks a cell where a task lacks some of them.")
     if report.group_by:
         text += f" Rows are grouped by `{report.group_by}`."
     if len(report.studies) > 1:

@@ -80,7 +80,9 @@ CLASS_EXPECTED = {
 def _record(inter: str, target: str, seed: int, score: float, group: str | None = None,
             languages: dict[str, float] | None = None) -> dict:
     return {"intermediate": inter, "target": target, "seed": seed, "score": score,
-            "bench_score": score, "group": group, "languages": languages or {},
+            "bench_scores": {b: {"score": score, "missing": []}
+                             for b, langs in rp.BENCHMARK_LANGUAGES.items() if target in langs},
+            "group": group, "languages": languages or {},
             "metric": f"{target}/accuracy/avg"}
 
 
