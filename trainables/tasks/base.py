@@ -75,7 +75,7 @@ class TaskOptions:
     english_train: str | None = None
     # dual-encoder retrieval training (LAReQA, Mewsli-X): softmax temperature of in-batch negatives
     temperature: float | None = None
-    # extractive QA: overlap between windows of a long context, in sub-words
+    # extractive QA: step between the starts of consecutive windows of a long context, in sub-words
     doc_stride: int | None = None
     # masked-LM mixing (task ``mlm``): a text corpus (path or hub id) and its languages
     corpus: str | None = None
