@@ -7,7 +7,9 @@ and keep Ray's token authentication on.
 """
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -104,7 +106,7 @@ def test_cluster_yaml_keeps_dashboard_local_and_holds_no_secrets():
     assert "RAY_AUTH_MODE=disabled" not in text
     for secret in ("aws_secret_access_key", "AWS_SECRET", "password", "token:"):
         assert secret.lower() not in text.lower()
-    assert any("pip install -e ." in c for c in config["setup_commands"])
+    assert any("pip install -q -e ." in c for c in config["setup_commands"])
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
@@ -159,7 +161,7 @@ def test_launcher_file_keeps_dashboard_local_and_token_auth_on(path):
 @pytest.mark.parametrize("path", LAUNCHER_FILES, ids=lambda p: p.name)
 def test_launcher_file_installs_project_and_runs_mlflow_on_head_loopback(path):
     config = _load(path)
-    assert any("pip install -e ." in c for c in config["setup_commands"])
+    assert any("pip install -q -e ." in c for c in config["setup_commands"])
     assert config["file_mounts"]["~/xstilts"] == "."
     head = _start_commands(config, "head_start_ray_commands")
     assert "mlflow server --host 127.0.0.1 --port 5000" in head
@@ -169,9 +171,83 @@ def test_launcher_file_installs_project_and_runs_mlflow_on_head_loopback(path):
 # ---------------------------------------------------------------- provider specifics
 
 
-def test_aws_file_offers_h100_and_a100_workers():
-    types = {t["node_config"]["InstanceType"] for t in _load(CLUSTER)["available_node_types"].values()}
-    assert {"p4d.24xlarge", "p5.48xlarge", "g5.2xlarge"} <= types
+def test_aws_file_offers_80gb_workers_for_xl_and_declares_their_resources():
+    config = _load(CLUSTER)
+    workers = {name: t for name, t in config["available_node_types"].items()
+               if name != config["head_node_type"]}
+    by_instance = {t["node_config"]["InstanceType"]: t for t in workers.values()}
+    # the 8-GPU types are the XL/XXL types: 80 GB A100 (p4de) and H100 (p5), not 40 GB p4d
+    assert {"p4de.24xlarge", "p5.48xlarge", "g5.2xlarge"} <= set(by_instance)
+    assert "p4d.24xlarge" not in by_instance
+    gpus = {"p4de.24xlarge": 8, "p5.48xlarge": 8, "g5.2xlarge": 1}
+    for instance, count in gpus.items():
+        # declared, so the autoscaler can plan a STRICT_PACK placement group before a node exists
+        assert by_instance[instance]["resources"]["GPU"] == count, instance
+        assert by_instance[instance]["resources"]["CPU"] > 0, instance
+
+
+def test_aws_workers_get_an_instance_profile_with_a_minimal_s3_policy():
+    config = _load(CLUSTER)
+    for name, node_type in config["available_node_types"].items():
+        if name == config["head_node_type"]:
+            continue  # Ray gives the head its own profile (ray-autoscaler-v1)
+        assert node_type["node_config"]["IamInstanceProfile"] == {"Name": "xstilts-worker"}, name
+    policy = json.loads((ROOT / "cluster" / "iam" / "worker-s3-policy.json").read_text())
+    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:PutObject",
+                       "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert "*" not in statement["Resource"].split(":::", 1)[1].split("/", 1)[0]  # one bucket
+        assert statement["Resource"].startswith("arn:aws:s3:::YOUR-BUCKET")
+    passrole = json.loads((ROOT / "cluster" / "iam" / "head-pass-worker-role.json").read_text())
+    assert [s["Action"] for s in passrole["Statement"]] == ["iam:PassRole"]
+    assert passrole["Statement"][0]["Resource"].endswith(":role/xstilts-worker")
+
+
+@pytest.mark.parametrize("path", [CLUSTER, GCP], ids=lambda p: p.name)
+def test_cloud_files_run_rays_pinned_gpu_image_matching_the_project(path):
+    import ray
+
+    config = _load(path)
+    image = config["docker"]["image"]
+    match = re.fullmatch(r"rayproject/ray:(\d+\.\d+\.\d+)-py(\d)(\d+)-cu(\d+)", image)
+    assert match, f"{image}: not a pinned rayproject/ray GPU tag"
+    ray_version, major, minor, _cuda = match.groups()
+    assert ray_version.split(".")[:2] == ray.__version__.split(".")[:2]  # the project's Ray
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requires = project["requires-python"]
+    assert (int(major), int(minor)) >= tuple(int(x) for x in requires.lstrip(">=").split("."))
+    pin = next(re.search(r"==([\d.]+)\.\*", d).group(1) for d in project["dependencies"]
+               if d.startswith("ray["))
+    assert ray_version.startswith(pin + ".")  # the same minor release as pyproject's pin
+    assert config["docker"]["pull_before_run"] is False  # a pinned tag: one pull per host
+    # the project image is built from the same base
+    assert f"FROM {image}" in (ROOT / "cluster" / "Dockerfile").read_text()
+    assert "latest" not in image and "latest_dlami" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", LAUNCHER_FILES, ids=lambda p: p.name)
+def test_launcher_file_installs_dependencies_once_and_syncs_no_venv(path):
+    from ray.autoscaler._private.command_runner import SSHCommandRunner
+
+    config = _load(path)
+    setup = " ".join(config["setup_commands"])
+    # a full install only when pyproject.toml differs from the stamp of the last full install
+    assert "~/.xstilts-deps" in setup and "--no-deps -e ." in setup
+    assert setup.count("pip install") == 2
+    for excluded in (".venv", "runs", ".cache"):
+        assert excluded in config["rsync_exclude"], excluded
+    assert ".gitignore" in config["rsync_filter"]
+    # what Ray hands rsync for these settings
+    args = SSHCommandRunner._create_rsync_filter_args(None, {
+        "rsync_exclude": config["rsync_exclude"], "rsync_filter": config["rsync_filter"]})
+    assert ["--exclude", ".venv"] == args[:2] and "dir-merge,- .gitignore" in args
+    head = _start_commands(config, "head_start_ray_commands")
+    worker = _start_commands(config, "worker_start_ray_commands")
+    assert "ulimit -n 65536" in head and "ulimit -n 65536" in worker
+    if "docker" in config:
+        assert "--ulimit nofile=65536:65536" in config["docker"]["run_options"]
 
 
 def test_gcp_file_has_placeholders_gpu_types_and_gcs_artifacts():
@@ -183,7 +259,10 @@ def test_gcp_file_has_placeholders_gpu_types_and_gcs_artifacts():
     workers = {name: t for name, t in config["available_node_types"].items()
                if name != config["head_node_type"]}
     machine_types = {t["node_config"]["machineType"] for t in workers.values()}
-    assert {"a2-highgpu-8g", "a3-highgpu-8g", "g2-standard-8"} <= machine_types
+    # 8-GPU types with 80 GB GPUs (A100 80GB, H100 80GB) for XL / XXL
+    assert {"a2-ultragpu-8g", "a3-highgpu-8g", "g2-standard-8"} <= machine_types
+    accelerators = {a["acceleratorType"] for t in workers.values() for a in t["node_config"]["guestAccelerators"]}
+    assert {"nvidia-a100-80gb", "nvidia-h100-80gb"} <= accelerators
     for name, node_type in workers.items():
         accelerators = node_type["node_config"]["guestAccelerators"]
         # the autoscaler plans with `resources`: it must match the attached GPUs
