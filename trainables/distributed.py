@@ -172,6 +172,13 @@ def _forwarding_callback(item_queue):
     return ForwardReports()
 
 
+def placement_strategy(config: dict) -> str:
+    """Ray's placement strategy for the trial's workers, from the spec's ``resources.placement``
+    (in the trial's ``settings``): ``strict_pack`` -> ``STRICT_PACK``; Ray's ``PACK`` by default."""
+    resources = ((config.get("settings") or {}).get("resources") or {})
+    return str(resources.get("placement") or "pack").upper()
+
+
 def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config: dict, *, num_workers: int,
                     use_gpu: bool = False, resources_per_worker: dict | None = None,
                     report: Callable[[dict], None] | None = None, storage_path: str | None = None,
@@ -198,7 +205,8 @@ def run_distributed(trial_fn: Callable[[dict, DistributedContext], Any], config:
         train_loop_config={"trial_fn": trial_fn, "config": config, "replies": replies},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=timeout_s),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources_per_worker),
+                                     resources_per_worker=resources_per_worker,
+                                     placement_strategy=placement_strategy(config)),
         run_config=RunConfig(name=name or f"xstilts-{uuid.uuid4().hex[:8]}",
                              storage_path=storage_path or tempfile.mkdtemp(prefix="xstilts-train-"),
                              storage_filesystem=storage_filesystem,
