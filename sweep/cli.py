@@ -153,8 +153,21 @@ def _run_leased(args, spec: Spec, plan, uri: str) -> int:
               "same command again to resume", file=sys.stderr)
         return 1
     _report(spec, uri)
-    print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open http://127.0.0.1:5000)")
+    print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open {_ui_page(uri, spec)})")
     return 1 if summary.count("failed") or summary.count("blocked") else 0
+
+
+def _ui_page(uri: str, spec: Spec, base: str = "http://127.0.0.1:5000") -> str:
+    """The study's runs table in the MLflow UI (not MLflow 3's GenAI overview)."""
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking import ui_url
+
+    try:
+        exp = MlflowClient(uri).get_experiment_by_name(spec.experiment)
+    except Exception:  # noqa: BLE001 - a link is a courtesy: the plain address still works
+        exp = None
+    return ui_url(base, exp.experiment_id) if exp else base
 
 
 DEFAULT_FEATURES = "syntax_knn"  # the URIEL feature set of the typology scatter

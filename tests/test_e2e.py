@@ -32,6 +32,7 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
         tasks={"toy_xnli": {"data_dir": str(toy_root)}, "toy_chunk": {"data_dir": str(toy_root)},
                "toy_tatoeba": {"data_dir": str(toy_root)},
                "toy_pos": {"data_dir": str(tmp_path / "no-such-dir")}},
+        mlflow={"log_checkpoints": True},  # off by default; this test checks the uploaded copy
     )
     proc = run_sweep("run", str(spec), cwd=tmp_path)
     out = proc.stdout + proc.stderr

@@ -121,6 +121,28 @@ def _job_runs(uri: str) -> tuple[str, list]:
     return exp.experiment_id, runs
 
 
+def test_experiment_opens_on_its_training_runs(server, tmp_path):
+    """Opened at the address `sweep` prints (the experiment's own page, no tab named), MLflow 3
+    shows the runs table, not the GenAI overview. The experiment's kind tag is what MLflow 3's
+    earlier UIs go by; 3.17's UI goes by its GenAI / Model training switch, which the printed
+    address sets (``workflowType=machine_learning``)."""
+    from sweep.tracking import ui_url
+
+    exp_id, runs = _job_runs(server["uri"])
+    exp = mlflow.MlflowClient(server["uri"]).get_experiment(exp_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    shot = tmp_path / "experiment_landing.png"
+    names = sorted(r.info.run_name for r in runs)
+    assert len(names) == 3
+    text = _render(ui_url(server["url"], exp_id), shot, tmp_path / "profile", [EXP, "toy", "matching runs"])
+    # the runs table: the study's parent run (its 3 job runs nested, collapsed), and the count
+    assert re.search(r"\b4 matching runs\b", text), text[:2000]
+    assert "toy" in text and "Run Name" in text, text[:2000]
+    for genai in ("Overview", "Token Usage", "Latency", "No data available"):
+        assert genai not in text, f"the GenAI overview ({genai!r}) is shown: {text[:2000]}"
+    _keep(shot)
+
+
 def test_runs_page_lists_the_study(server, tmp_path):
     exp_id, _ = _job_runs(server["uri"])
     shot = tmp_path / "runs_page.png"

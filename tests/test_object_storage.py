@@ -364,7 +364,7 @@ def test_sweep_run_on_object_storage_writes_everything_to_the_bucket_and_resumes
           "target": {"learning_rate": 5e-4, "epochs": 1, "max_length": 32}}
     spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
                       targets=[{"task": "toy_xnli", "languages": ["en", "xs"]}], hyperparameters=hp,
-                      storage=store.uri("runs"))
+                      storage=store.uri("runs"), mlflow={"log_checkpoints": True})  # off by default
     proc = run_sweep("run", str(spec), cwd=tmp_path, env=store.env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

@@ -453,7 +453,7 @@ def test_minimal_spec_gets_defaults():
     assert spec.resources.cpu > 0 and spec.resources.gpu == 0
     assert spec.search.algorithm == "grid" and spec.search.num_samples == 1
     assert spec.search.mode in ("max", "min")
-    assert spec.mlflow.log_checkpoints is True
+    assert spec.mlflow.log_checkpoints is False  # off: the checkpoint's location is a tag
     assert spec.tasks == {}
     assert spec.experiment == "minimal"
     assert spec.source is None
