@@ -360,6 +360,7 @@ class TrialMetricsCallback(tune.Callback):
                 log.info("epoch %d of %s is already in MLflow; not logged again", int(epoch),
                          result.get("trial_key"))
                 return None
+            self._fill_gap(run_id, trial, int(epoch), logged)
             logged.add(int(epoch))
             return int(epoch)
         last = max(logged, default=0)
@@ -368,6 +369,25 @@ class TrialMetricsCallback(tune.Callback):
         cfg = trial.config
         epochs = {**cfg["trial"].get("hparams", {}), **(cfg.get("hp") or {})}.get("epochs")
         return max(last, epochs if isinstance(epochs, int) else 0) + 1
+
+    def _fill_gap(self, run_id: str, trial, epoch: int, logged: set[int]) -> None:
+        """Epochs before ``epoch`` that finished (their resume state was saved) but whose report
+        never reached MLflow (a Ctrl-C between the two): logged from the trial's ``curve.json``."""
+        missing = set(range(1, epoch)) - logged
+        if not missing:
+            return
+        from trainables.records import read_curve
+
+        output_dir = trial.config["trial"].get("output_dir")
+        if trial.config.get("hp"):  # a searched trial's folder is named after its Tune id
+            output_dir = storage.join(output_dir, trial.trial_id)
+        points = [p for p in read_curve(output_dir) if int(p["epoch"]) in missing]
+        for point in points:
+            self.tracker.log_metrics(run_id, point, step=int(point["epoch"]))
+            logged.add(int(point["epoch"]))
+        if points:
+            log.info("logged epochs %s of %s from its curve.json (their reports never reached MLflow)",
+                     ",".join(str(int(p["epoch"])) for p in points), trial.config["trial"].get("label"))
 
     def _done(self, trial, errored: bool) -> None:
         self.ended.add(trial.trial_id)

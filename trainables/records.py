@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+CURVE_FILE = "curve.json"   # the metrics of every finished epoch, for MLflow after a resume
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -70,6 +71,33 @@ def read_result(output_dir: str | Path) -> dict | None:
     except DamagedRecord as exc:
         log.warning("%s: the trial runs again", exc)
         return None
+
+
+def record_epoch(output_dir: str | Path, metrics: dict) -> None:
+    """Add an epoch's report to the trial's ``curve.json`` (an epoch that runs again replaces
+    it and every later one). Written right after the epoch's resume state, before the report
+    goes to Tune: a driver that missed the report (cut off by Ctrl-C) logs it from here when
+    the trial resumes, so the MLflow curve has no gap."""
+    from trainables import storage
+
+    epoch = int(metrics["epoch"])
+    points = [p for p in read_curve(output_dir) if int(p["epoch"]) < epoch]
+    points.append({k: v for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    storage.write_text(storage.join(output_dir, CURVE_FILE), json.dumps(points))
+
+
+def read_curve(output_dir: str | Path) -> list[dict]:
+    """The epochs in ``curve.json`` (none when it is missing or damaged)."""
+    from trainables import storage
+
+    try:
+        points = json.loads(storage.read_text(storage.join(output_dir, CURVE_FILE)) or "[]")
+    except (OSError, ValueError):
+        return []
+    if not isinstance(points, list):
+        return []
+    return [p for p in points if isinstance(p, dict) and isinstance(p.get("epoch"), (int, float))]
 
 
 def perturbation_label(config: dict) -> str:

@@ -17,7 +17,7 @@ from ray import tune
 
 from trainables import storage
 from trainables.failures import is_deterministic
-from trainables.records import ERROR_FILE
+from trainables.records import CURVE_FILE, ERROR_FILE, record_epoch
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,16 @@ def tune_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
         trial["trial_id"] = f"{trial['job_id']}-{trial_id}"
         trial["output_dir"] = str(storage.join(trial["output_dir"], trial_id))  # a path or a URI
-    run_trial(trial, report=lambda metrics: tune.report(_with_trial_id(metrics, trial["trial_id"])))
+    run_trial(trial, report=lambda metrics: _report(trial, metrics))
+
+
+def _report(trial: dict, metrics: dict) -> None:
+    if metrics.get("epoch") is not None and not metrics.get("done"):
+        try:
+            record_epoch(trial["output_dir"], metrics)
+        except OSError as exc:  # a full disk: the report still goes to Tune
+            log.warning("could not add epoch %s to %s: %s", metrics["epoch"], CURVE_FILE, exc)
+    tune.report(_with_trial_id(metrics, trial["trial_id"]))
 
 
 def _with_trial_id(metrics: dict, trial_id: str) -> dict:
