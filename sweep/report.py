@@ -62,23 +62,24 @@ BENCHMARK_METRIC = {**{t: "em_f1" for t in QA_TASKS}, "udpos": "f1", "panx": "f1
 INCOMPLETE_MARK = "†"
 
 
-def _benchmark_languages() -> dict[str, dict[str, tuple[str, ...]]]:
-    """Benchmark -> task -> the languages it averages, as google-research/xtreme's evaluate.py
-    lists them (``XTREME_TASK2LANGS``, ``XTREME_R_TASK2LANGS``; the project's lists in
-    ``trainables.languages`` are the same sets). XTREME's XQuAD has no Romanian (XTREME-R added
-    it); evaluate.py lists no LAReQA languages, XTREME-R scores XQuAD-R's 11."""
-    from trainables.languages import TASK_LANGUAGES as L
+#: the name of each benchmark's language set in a task's ``TaskInfo.language_sets``
+BENCHMARK_SETS = {"XTREME": "xtreme", "XTREME-R": "xtreme_r"}
 
-    xtreme = {"xnli": L["xnli"], "pawsx": L["pawsx"], "udpos": L["udpos"], "panx": L["panx"],
-              "xquad": tuple(x for x in L["xquad"] if x != "ro"), "mlqa": L["mlqa"],
-              "tydiqa": L["tydiqa"], "bucc": L["bucc"], "tatoeba": L["tatoeba"]}
-    xtreme_r = {"xnli": L["xnli"], "xcopa": L["xcopa"], "udpos": L["udpos_xtreme_r"],
-                "panx": L["panx_xtreme_r"], "xquad": L["xquad"], "mlqa": L["mlqa"],
-                "tydiqa": L["tydiqa"], "mewslix": L["mewslix"], "lareqa": L["lareqa"],
-                "tatoeba": L["tatoeba_xtreme_r"]}
-    lists = {"XTREME": xtreme, "XTREME-R": xtreme_r}
-    for langs in lists.values():
-        langs["wikiann"] = langs["panx"]
+
+def _benchmark_languages() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Benchmark -> task -> the languages it averages: the task's language set of that name,
+    else all its languages. They are google-research/xtreme evaluate.py's
+    ``XTREME_TASK2LANGS`` / ``XTREME_R_TASK2LANGS`` (checked against it; evaluate.py lists no
+    LAReQA languages, and XTREME-R scores XQuAD-R's 11). ``wikiann`` stands in for PAN-X."""
+    from trainables.tasks import task_info
+
+    lists: dict[str, dict[str, tuple[str, ...]]] = {}
+    for bench, slots in BENCHMARKS.items():
+        lists[bench] = {}
+        for names in slots:
+            info = task_info(names[0])
+            langs = dict(info.language_sets).get(BENCHMARK_SETS[bench], info.languages)
+            lists[bench].update({name: tuple(langs) for name in names})
     return lists
 
 
