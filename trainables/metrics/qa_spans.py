@@ -16,6 +16,13 @@ The rules reproduced here, from those two files:
 * **null answer** (SQuAD v2): the null score is the lowest ``start[0] + end[0]`` over windows; the
   answer is "" when null score - best span score > ``null_threshold``;
 * **no valid span**: the official decoder's stand-in prediction is the text ``"empty"`` (score 0).
+
+Not reproduced: the official features are padded to ``max_seq_length`` and padding positions
+take part in the n-best (they are then discarded as invalid, but can push valid tokens out of
+the top ``n_best``); here the n-best is over the window's real tokens. The answer text is the
+context's characters from the start token to the end token, where the official projects the
+sub-word text back onto whitespace tokens (``get_final_text``); the two differ at most in
+whitespace, which EM/F1 normalise away.
 """
 from __future__ import annotations
 
