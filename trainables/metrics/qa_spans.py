@@ -21,8 +21,9 @@ Not reproduced: the official features are padded to ``max_seq_length`` and paddi
 take part in the n-best (they are then discarded as invalid, but can push valid tokens out of
 the top ``n_best``); here the n-best is over the window's real tokens. The answer text is the
 context's characters from the start token to the end token, where the official projects the
-sub-word text back onto whitespace tokens (``get_final_text``); the two differ at most in
-whitespace, which EM/F1 normalise away.
+sub-word text back onto whitespace tokens (``get_final_text``); the two usually differ only in
+whitespace, which EM/F1 normalise away, but where that projection fails the official answer
+is the whole words the span touches.
 """
 from __future__ import annotations
 
