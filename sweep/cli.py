@@ -59,6 +59,8 @@ def _setup_logging(verbose: int) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("alembic", "mlflow", "urllib3", "filelock", "datasets", "httpx", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow logs a store error with its traceback before raising it; we report it in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def cmd_validate(args) -> int:

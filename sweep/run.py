@@ -63,6 +63,17 @@ def no_space_left(error: BaseException | str | None) -> bool:
     return NO_SPACE in text or "database or disk is full" in text
 
 
+def disk_full(location) -> bool:
+    """A local storage folder with less than 1 MiB left (object storage never is)."""
+    if storage.is_remote(location):
+        return False
+    path = Path(location)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize < 2**20
+
+
 @dataclass
 class JobOutcome:
     job_id: str
@@ -463,7 +474,13 @@ class StudyRunner:
         tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         for job in jobs:
             self.tracker.job_run(job, _main_metric(job))
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except Exception as exc:  # noqa: BLE001 - Tune reading back its own files from a full disk
+            if not (no_space_left(exc) or disk_full(self.paths.root)):
+                raise
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OSError(errno.ENOSPC, f"{NO_SPACE} (Ray Tune: {type(exc).__name__}: {line})") from exc
         for result in grid:
             metrics = result.metrics or {}
             ended = metrics.get("trial_id") in callback.ended or metrics.get("done")
@@ -484,6 +501,9 @@ class StudyRunner:
                 errors.append(err.strip())
             elif str(d) in self._trial_errors:  # it could not write error.txt (a full disk)
                 errors.append(self._trial_errors[str(d)])
+            elif d in self._errored:  # Ray gave up on it, and no error could be written down
+                errors.append(f"{NO_SPACE} (the trial could not write its error)" if disk_full(d)
+                              else "the trial failed without recording why (see Ray's output)")
             else:  # stopped early by the scheduler (ASHA) or killed without a word
                 stopped.append(storage.basename(d))
         if not results or (errors and not nested):
@@ -503,7 +523,7 @@ class StudyRunner:
                            log_checkpoint=self.spec.mlflow.log_checkpoints,
                            extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
                                        "failed_trials": len(errors), "stopped_trials": len(stopped),
-                                       **oom_tag(best)}):
+                                       **oom_tag(best), **hardware_tags(best)}):
             return
         try:
             storage.write_json(self.paths.job_file(job.id),
@@ -532,6 +552,12 @@ class StudyRunner:
         error = f"{NO_SPACE}: {what}" if no_space_left(exc) else f"{what}: {line}"
         log.error("job %s (%s) failed: %s", job.id, job.label, error)
         self.outcomes[job.id] = JobOutcome(job.id, "failed", error=error)
+
+
+def hardware_tags(result: dict) -> dict[str, str]:
+    """What the selected trial really ran on (``cuda:0 NVIDIA H100 80GB HBM3``, ``bf16``): a wrong
+    path (a reserved GPU left idle) shows in the MLflow runs table at a glance."""
+    return {k: str(result[k]) for k in ("device", "precision") if result.get(k)}
 
 
 def oom_tag(result: dict) -> dict[str, str]:

@@ -165,3 +165,35 @@ def test_full_disk_then_damaged_records_heal_to_the_same_numbers(tmp_path, toy_r
     assert bad.returncode == 2, bad.stdout + bad.stderr
     (line,) = _error_lines(bad.stderr)
     assert "--group-by: 'seeed' is neither a param nor a tag" in line and "did you mean 'seed'" in line
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_real_full_disk_is_one_line_and_exit_1_then_resumes(tmp_path, toy_root, small_model):
+    """Storage on a 2 MB tmpfs: the trial's checkpoint does not fit. Needs root (mount)."""
+    storage = tmp_path / "runs"
+    if not _mount_tmpfs(storage, "2000k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        spec = _spec(tmp_path, toy_root, small_model)
+        full = run_sweep("run", str(spec), cwd=tmp_path)
+        assert full.returncode == 1, full.stdout + full.stderr
+        (line,) = _error_lines(full.stderr)
+        assert line.startswith("error: no space left on device under ")
+        assert "failed: no space left on device" in full.stderr  # the job's recorded reason
+        assert "sweep/" not in full.stderr  # no traceback through the driver (Ray logs the trial's)
+        assert not _job_records(storage)
+
+        # with space again, the same command finishes the study
+        subprocess.run(["mount", "-o", "remount,size=64m", str(storage)], check=True)
+        again = run_sweep("run", str(spec), cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert len(_job_records(storage)) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(storage)], capture_output=True)
