@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec
+from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec, effective_precision
 from trainables.tasks import task_info
 
 # Bump when a change makes old results incomparable (it changes every job id).
@@ -176,11 +176,14 @@ def _adversarial_used(spec: Spec, space: dict) -> dict:
 
 def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
     """(what a trial needs to know about how to run, the part of it that changes results)."""
-    settings: dict = {"workers": spec.resources.workers, "resources": spec.resources.model_dump()}
+    settings: dict = {"workers": spec.resources.workers, "resources": spec.resources.model_dump(),
+                      "precision": spec.precision, "gradient_checkpointing": spec.gradient_checkpointing}
     identity: dict = {}
     if spec.deepspeed is not None and stage != "eval":
-        settings["deepspeed"] = spec.deepspeed.model_dump()
-        identity["precision"] = spec.deepspeed.precision   # stage/offload only move memory around
+        settings["deepspeed"] = spec.deepspeed.model_dump(exclude={"precision", "gradient_checkpointing"})
+    if (spec.deepspeed is not None or spec.precision != "auto") and stage != "eval":
+        # precision changes results; ZeRO stage, offload and checkpointing only move memory around
+        identity["precision"] = effective_precision(spec)
     adversarial = _adversarial_used(spec, space)
     if adversarial:
         settings["adversarial"] = identity["adversarial"] = adversarial
@@ -293,18 +296,22 @@ def _largest(value: Any) -> Any:
 
 def _memory_key(job: Job) -> tuple:
     """What a training job's per-GPU memory depends on: model, precision, ZeRO stage, offload,
-    workers, gradient checkpointing, micro-batch (per worker), sequence length, GPU share."""
+    workers, gradient checkpointing, micro-batch (per worker), sequence length, GPU share, and
+    whether it is the plain path's autocast (fp32 weights, 16-bit activations)."""
     ds = job.settings.get("deepspeed") or {}
     resources = job.settings.get("resources") or {}
+    precision = job.settings.get("precision", "auto")
+    if precision == "auto":  # as trainables.device resolves it: bf16 on GPUs, fp32 on the CPU
+        precision = "bf16" if resources.get("gpu") else "fp32"
     workers = int(job.settings.get("workers", 1))
     batch = int(_largest(job.hyperparameters.get("batch_size", 32)))
     # a data-parallel trial splits batch_size over its workers (trainables.distributed);
     # gradient accumulation runs micro-batches of that size one after the other
     micro = max(1, -(-batch // workers))
-    return (job.model, ds.get("precision", "fp32"), int(ds.get("stage", 0)), ds.get("offload_optimizer", "none"),
-            ds.get("offload_param", "none"), workers, bool(ds.get("gradient_checkpointing", False)), micro,
+    return (job.model, precision, int(ds.get("stage", 0)), ds.get("offload_optimizer", "none"),
+            ds.get("offload_param", "none"), workers, bool(job.settings.get("gradient_checkpointing", False)), micro,
             int(_largest(job.hyperparameters.get("max_length", 128))), float(resources.get("gpu", 0) or 0),
-            resources.get("gpu_memory_gb"))
+            resources.get("gpu_memory_gb"), not ds and precision != "fp32")
 
 
 def memory_estimates(plan: Plan) -> list[dict]:
@@ -324,7 +331,7 @@ def memory_estimates(plan: Plan) -> list[dict]:
     out = []
     for key, jobs in groups.items():
         (model, precision, stage, offload_optimizer, offload_param, workers, checkpointing, micro,
-         max_length, gpu, gpu_memory_gb) = key
+         max_length, gpu, gpu_memory_gb, autocast) = key
         if model == "tiny":
             continue
         if model not in presets:
@@ -349,7 +356,7 @@ def memory_estimates(plan: Plan) -> list[dict]:
             continue
         est = estimate_for(preset, precision=precision, stage=stage, offload_optimizer=offload_optimizer,
                            offload_param=offload_param, num_gpus=workers, micro_batch=micro, seq_len=max_length,
-                           gradient_checkpointing=checkpointing)
+                           gradient_checkpointing=checkpointing, autocast=autocast)
         entry["estimate"] = {"weights_gb": est.weights / GB, "grads_gb": est.grads / GB,
                              "optimizer_states_gb": est.optimizer_states / GB, "activations_gb": est.activations / GB,
                              "total_gb": est.total / GB, "cpu_gb": est.cpu_bytes / GB}

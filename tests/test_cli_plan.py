@@ -74,10 +74,9 @@ def _sweep(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 # the XL preset on one 80 GB GPU: under ZeRO-3 with optimizer and parameters offloaded, and as
 # plain fp32 AdamW (no deepspeed block), which needs more than 80 GB at batch 32 x 128 tokens
 XL = "facebook/xlm-roberta-xl"
-XL_ZERO3_OFFLOAD = {"model": XL, "resources": {"cpu": 1, "gpu": 1},
-                    "deepspeed": {"stage": 3, "offload_optimizer": "cpu", "offload_param": "cpu",
-                                  "precision": "bf16"}}
-XL_PLAIN = {"model": XL, "resources": {"cpu": 1, "gpu": 1}}
+XL_ZERO3_OFFLOAD = {"model": XL, "resources": {"cpu": 1, "gpu": 1}, "precision": "bf16",
+                    "deepspeed": {"stage": 3, "offload_optimizer": "cpu", "offload_param": "cpu"}}
+XL_PLAIN = {"model": XL, "resources": {"cpu": 1, "gpu": 1}, "precision": "fp32"}
 
 TORCH_FREE = ("import json, sys\n"
               "from sweep.cli import main\n"
@@ -338,7 +337,11 @@ def test_plan_memory_tiny_local_and_offline_models(tmp_path, monkeypatch, capsys
 
     text, out = _plan_outputs(tmp_path, monkeypatch, capsys, {"model": str(model), "resources": {"gpu": 1}})
     (entry,) = out["memory"]
-    expected = estimate_for(preset_for(str(model)), precision="fp32", stage=0, micro_batch=32, seq_len=128)
+    # precision auto on a GPU trial: bf16 autocast on the plain path (fp32 weights and AdamW)
+    expected = estimate_for(preset_for(str(model)), precision="bf16", stage=0, micro_batch=32, seq_len=128,
+                            autocast=True)
+    assert entry["precision"] == "bf16"
+    assert entry["estimate"]["weights_gb"] == pytest.approx(4 * preset_for(str(model)).params / 1e9)
     assert entry["params"] == preset_for(str(model)).params
     assert entry["estimate"]["total_gb"] == pytest.approx(expected.total / 1e9) and entry["fits"] is True
     # a hub id with no config.json in the local cache: a note, not a failure nor a download

@@ -418,12 +418,15 @@ def test_sweep_run_on_object_storage_writes_everything_to_the_bucket_and_resumes
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("engine", ["ddp", "zero2"])
+@pytest.mark.parametrize("engine", ["ddp", "zero2", "zero3"])
 def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, tmp_path, toy_root, small_model):
-    """Two Ray Train workers (DDP over gloo, or DeepSpeed ZeRO-2 with each rank's optimizer
+    """Two Ray Train workers (DDP over gloo, or DeepSpeed ZeRO-2/3 with each rank's optimizer
     shard), each staging its own ``rank<r>/`` copy of the bucket's ``resume/``: stopped after its
     first epoch and restarted on an empty cache, both ranks continue from the bucket's state (a
-    rank starting over would not match rank 0)."""
+    rank starting over would not match rank 0). The ranks then split the languages: each
+    evaluates one, on the dev-selected weights (a rank without ``model/`` stages it from the
+    bucket, so no rank evaluates a sharded ZeRO-3 model alone), with the same metrics as one
+    process evaluating those weights."""
     import io
     import shutil
     import threading
@@ -438,7 +441,7 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, 
     out = s3.uri(prefix)
     cache = tmp_path / "node"
     settings = {"workers": 2, "resources": {"cpu": 0.5},
-                **({"deepspeed": {"stage": 2, "precision": "fp32"}} if engine == "zero2" else {})}
+                **({"deepspeed": {"stage": int(engine[-1])}} if engine.startswith("zero") else {})}
     config = _trial(out, cache, toy_root, small_model, stage="target", tasks=["toy_xnli"], languages=["en", "xs"],
                     hparams={**HP, "epochs": 2, "max_length": 32}, settings=settings)
 
@@ -466,7 +469,7 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, 
         keys = s3.keys(prefix)
         assert "resume/state.pt" in keys and "model/heads.pt" in keys
         assert "result.json" not in keys and "error.txt" not in keys
-        if engine == "zero2":  # one checkpoint tag, with the optimizer shard of each rank
+        if engine.startswith("zero"):  # one checkpoint tag, with the optimizer shard of each rank
             shards = {k.rsplit("/", 1)[1] for k in keys if k.startswith("resume/deepspeed/step")}
             assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= shards
         with s3.fs().open_input_stream(f"{BUCKET}/{prefix}/resume/state.pt") as f:
@@ -483,8 +486,12 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, 
             watcher.join()
     finally:
         ray.shutdown()
-    # both ranks staged the bucket's resume state (only rank 0 needs model/) and went on from it
-    assert seen == {"rank0/resume/state.pt", "rank0/model/heads.pt", "rank1/resume/state.pt"}, seen
+    # both ranks staged the bucket's resume state and went on from it; rank 1 stages model/ only
+    # to evaluate its share, when the selected weights are not the ones it holds (always after DeepSpeed)
+    assert seen - {"rank1/model"} == {"rank0/resume/state.pt", "rank0/model/heads.pt", "rank1/resume/state.pt"}, seen
+    if engine.startswith("zero"):
+        assert "rank1/model" in seen
+    assert result["evaluated_by"] == {"en": 0, "xs": 1}             # each language once, split over the ranks
     assert result["resumed_from_epoch"] == 1
     epochs = [r for r in reports if "epoch" in r]
     assert [r["epoch"] for r in epochs] == [2]                      # epoch 1 was not trained again
@@ -496,3 +503,17 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, 
     assert result["model_dir"] == storage.join(out, "model")
     assert storage.read_json(storage.join(out, "result.json"))["metrics"] == result["metrics"]
     assert not staged.exists()                                      # the local copies are gone
+    # the same weights evaluated in one process give the same per-language metrics
+    from trainables.model import build_model
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+    from trainables.trial import _evaluate_languages
+
+    local = tmp_path / "selected"
+    storage.download_dir(storage.join(out, "model"), local)
+    task = build_task("toy_xnli", TaskOptions.from_dict({"data_dir": str(toy_root)}, str(cache)))
+    model, tokenizer = build_model(str(local), [task])
+    model.heads.load_state_dict(torch.load(local / "heads.pt", weights_only=True))
+    single, by = _evaluate_languages(task, model, tokenizer, ("en", "xs"), config["hparams"])
+    assert by == {"en": 0, "xs": 0}
+    assert {k: v for k, v in result["metrics"].items() if k.startswith("toy_xnli/")} == single

@@ -448,12 +448,16 @@ def test_target_size_factor_and_precision_enter_identity_but_resources_do_not():
     more_workers = plan_of(make_spec(resources={"cpu": 1, "workers": 4}))
     assert [j.id for j in more_workers.jobs] == [j.id for j in base.jobs]
     assert all(j.settings["workers"] == 4 for j in more_workers.jobs)
-    zero3 = plan_of(make_spec(deepspeed={"stage": 3, "precision": "fp32"}))
-    zero2 = plan_of(make_spec(deepspeed={"stage": 2, "precision": "fp32"}))
-    bf16 = plan_of(make_spec(deepspeed={"stage": 2, "precision": "bf16"}))
+    zero3 = plan_of(make_spec(deepspeed={"stage": 3}, precision="fp32"))
+    zero2 = plan_of(make_spec(deepspeed={"stage": 2}, precision="fp32"))
+    bf16 = plan_of(make_spec(deepspeed={"stage": 2}, precision="bf16"))
+    plain_bf16 = plan_of(make_spec(precision="bf16"))
     assert [j.id for j in zero3.jobs] == [j.id for j in zero2.jobs]   # memory layout only
     assert [j.id for j in bf16.jobs] != [j.id for j in zero2.jobs]
     assert zero3.stage("intermediate")[0].settings["deepspeed"]["stage"] == 3
+    # one precision setting for both paths: the plain path's bf16 changes ids too, `auto` does not
+    assert [j.id for j in plain_bf16.jobs if j.stage != "eval"] != [j.id for j in base.jobs if j.stage != "eval"]
+    assert all(j.settings["precision"] == "bf16" for j in plain_bf16.jobs)
 
 
 def test_per_task_hyperparameters_override_single_task_jobs_only():
@@ -472,3 +476,18 @@ def test_per_task_hyperparameters_override_single_task_jobs_only():
     # a target without overrides, from the baseline, is the very job of the plain study
     baseline_pos = {j.id for j in plan.stage("target") if j.target == "toy_pos" and not j.intermediate}
     assert baseline_pos and baseline_pos <= {j.id for j in plain.jobs}
+
+
+def test_precision_is_one_top_level_setting_checked_against_the_resources():
+    from sweep.spec import SpecError
+
+    with pytest.raises(SpecError) as err:
+        parse_spec(make_spec(deepspeed={"stage": 2, "precision": "bf16"}))
+    assert str(err.value).startswith("deepspeed.precision: moved: set `precision:` at the top level")
+    with pytest.raises(SpecError) as err:
+        parse_spec(make_spec(precision="fp16"))                       # resources.gpu defaults to 0
+    assert str(err.value) == "precision: fp16 needs GPUs (resources.gpu is 0): use bf16 or fp32 on the CPU"
+    gpu = plan_of(make_spec(precision="fp16", resources={"gpu": 1}, gradient_checkpointing=True))
+    job = gpu.stage("target")[0]
+    assert job.settings["precision"] == "fp16" and job.settings["gradient_checkpointing"] is True
+    assert "deepspeed" not in job.settings

@@ -233,6 +233,12 @@ class DeepSpeedOptimization:
     def update(self) -> None:
         self.engine.step()
 
+    def close(self) -> None:
+        """Release the engine (hooks, partitions, optimizer state) once training is over."""
+        destroy = getattr(self.engine, "destroy", None)
+        if destroy is not None:
+            destroy()
+
     def state_dict(self) -> dict:
         """Saves a DeepSpeed checkpoint (all ranks) and returns where it is."""
         tag = f"step{self.engine.global_steps}"
@@ -265,20 +271,26 @@ class DeepSpeedOptimization:
                                     f"(tag {state['tag']})")
 
 
-def consolidated_state_dict(engine) -> dict[str, torch.Tensor]:
-    """Full fp32 weights of the engine's module on the CPU (a collective: call on every rank).
+def consolidated_state_dict(engine) -> dict[str, torch.Tensor] | None:
+    """Full weights of the engine's module on rank 0's CPU; None on the other ranks.
 
-    The fp32 master copy where the optimizer keeps one (ZeRO 1-3, bf16/fp16), else the module's
-    own (fp32 stage 0) weights; ZeRO-3 partitions are gathered.
+    A collective: call it on every rank. ZeRO-3 gathers its partitioned weights layer by layer
+    in their training dtype (16 bit under bf16/fp16: an XXL model is 21 GB instead of 43 GB) onto
+    rank 0 only. ZeRO 0-2 keep full module weights on every rank; there the fp32 master copy is
+    taken where the optimizer keeps one (a gather of its partitions), and only rank 0 keeps it.
     """
+    if engine.zero_optimization_partition_weights():
+        return engine._zero3_consolidated_16bit_state_dict()
     from deepspeed.utils import safe_get_full_fp32_param
 
+    keep = _rank() == 0
     state = {}
     for name, param in engine.module.named_parameters():
-        full = safe_get_full_fp32_param(param)
-        if full is None:
-            full = param.detach()
-        state[name] = full.detach().float().cpu().clone()
+        full = safe_get_full_fp32_param(param)  # every rank takes part in the gather
+        if keep:
+            state[name] = (full if full is not None else param).detach().float().cpu().clone()
+    if not keep:
+        return None
     for name, buffer in engine.module.named_buffers():
         state[name] = buffer.detach().cpu().clone()
     return state
@@ -296,13 +308,14 @@ def save_consolidated(engine, model, tokenizer, out_dir: Path, meta: dict) -> No
     Every rank gathers (collective); rank 0 writes.
     """
     state = consolidated_state_dict(engine)
-    if _rank() != 0:
+    if state is None:  # not rank 0
         return
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     heads = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
-    model.encoder.config.dtype = torch.float32
+    dtypes = {v.dtype for k, v in encoder.items() if v.is_floating_point()}
+    model.encoder.config.dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     model.encoder.save_pretrained(out_dir, state_dict=encoder)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)

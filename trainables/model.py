@@ -38,20 +38,32 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
+        # the plain path's mixed precision (``trainables.device.Precision``): the encoder runs
+        # under autocast; None = as the weights are (fp32, or DeepSpeed's own 16-bit weights)
+        self.precision = None
+
+    def autocast(self):
+        """The forward-pass autocast context of this model's precision (a no-op without one)."""
+        return self.precision.autocast() if self.precision is not None else contextlib.nullcontext()
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     def encode(self, batch: dict) -> torch.Tensor:
-        inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if k in batch}
+        inputs = {k: batch[k].to(self.device, non_blocking=True)  # pinned batches copy asynchronously
+                  for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         inputs.pop("token_type_ids", None)  # XLM-R has a single segment type
-        return self.encoder(**inputs).last_hidden_state
+        if self.precision is None or not self.precision.mixed:
+            return self.encoder(**inputs).last_hidden_state
+        with self.autocast():
+            hidden = self.encoder(**inputs).last_hidden_state
+        # heads run in fp32 outside an autocast block (under one, autocast casts them again)
+        return hidden.float()
 
     def forward_task(self, task: Task, batch: dict) -> tuple[torch.Tensor, object]:
         """(loss, logits) of one task's batch: the one forward pass every training step uses."""
-        batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = {k: v.to(self.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
         family = get_family(task.info.family)
         logits = family.forward(self, self.heads[task.name], batch)
         return family.loss(logits, batch), logits
@@ -103,6 +115,53 @@ def build_model(start: str, tasks: list[Task], dropout: float | None = None) -> 
     heads = {t.name: get_family(t.info.family).make_head(t, hidden, p)
              for t in tasks if get_family(t.info.family).trainable}
     return MultiTaskModel(encoder, heads), tokenizer
+
+
+def load_saved_weights(model: MultiTaskModel, directory: str | Path) -> None:
+    """Load a ``save_model`` directory's weights into ``model`` in place, on its device.
+
+    The tensors go straight to the device the model is on (no CPU copy of the weights), and are
+    cast to the model's parameter dtype: the dev-selected epoch is evaluated where it trained.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    device = str(next(model.parameters()).device)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no *.safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f), device=device))
+    missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"{directory}: weights do not fit the model (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
+    model.heads.load_state_dict(torch.load(directory / "heads.pt", map_location=device, weights_only=True))
+
+
+def build_on_device(directory: str | Path, tasks: list[Task], device: torch.device,
+                    dtype: torch.dtype) -> tuple[MultiTaskModel, object]:
+    """A ``save_model`` directory as a model built directly on ``device`` in ``dtype``.
+
+    For evaluating a DeepSpeed-trained model: the ZeRO engine is gone, and no full fp32 copy is
+    made on the CPU (the skeleton is allocated on the device, then the weights are loaded there).
+    """
+    from transformers import AutoConfig
+
+    directory = Path(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    config = AutoConfig.from_pretrained(directory)
+    with torch.device(device):
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        hidden = config.hidden_size
+        heads = {t.name: get_family(t.info.family).make_head(t, hidden, config.hidden_dropout_prob)
+                 for t in tasks if get_family(t.info.family).trainable}
+        model = MultiTaskModel(encoder, heads)
+    model.to(dtype=dtype)
+    load_saved_weights(model, directory)
+    return model, tokenizer
 
 
 def save_model(model: MultiTaskModel, tokenizer, out_dir: Path, meta: dict) -> None:

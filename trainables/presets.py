@@ -130,8 +130,12 @@ def activation_bytes(*, micro_batch: int, seq_len: int, hidden: int, layers: int
 def estimate_memory(params: int, *, precision: str = "bf16", stage: int = 0, offload_optimizer: str = "none",
                     offload_param: str = "none", num_gpus: int = 1, micro_batch: int = 1, seq_len: int = 128,
                     hidden: int = 1024, layers: int = 24, gradient_checkpointing: bool = False,
-                    heads: int | None = None) -> MemoryEstimate:
-    """Per-GPU memory of one training step under ZeRO ``stage`` (see the module doc)."""
+                    heads: int | None = None, autocast: bool = False) -> MemoryEstimate:
+    """Per-GPU memory of one training step under ZeRO ``stage`` (see the module doc).
+
+    ``autocast``: the plain path's mixed precision (no DeepSpeed): weights, gradients and AdamW
+    states stay fp32 and only the activations are ``precision``.
+    """
     if precision not in BYTES_PER_PARAM:
         raise ValueError(f"precision: must be one of {' '.join(BYTES_PER_PARAM)}, got {precision!r}")
     if stage not in (0, 1, 2, 3):
@@ -140,7 +144,7 @@ def estimate_memory(params: int, *, precision: str = "bf16", stage: int = 0, off
         raise ValueError("offload_param: parameter offload needs stage 3")
     if num_gpus < 1:
         raise ValueError(f"num_gpus: must be >= 1, got {num_gpus}")
-    w, g, o = (params * b for b in BYTES_PER_PARAM[precision])
+    w, g, o = (params * b for b in BYTES_PER_PARAM["fp32" if autocast else precision])
     weights = w / num_gpus if stage >= 3 else w
     grads = g / num_gpus if stage >= 2 else g
     optimizer = o / num_gpus if stage >= 1 else o

@@ -51,32 +51,51 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
 
 
 class PlainOptimization:
-    """AdamW with linear warmup and decay, gradient clipping and accumulation (plain PyTorch)."""
+    """AdamW with linear warmup and decay, gradient clipping and accumulation (plain PyTorch).
 
-    def __init__(self, model, settings, total_steps: int) -> None:
+    ``precision`` (a ``trainables.device.Precision``) fp16 adds a gradient scaler (bf16 and fp32
+    need none: autocast itself is set on the model); ``fused`` AdamW on CUDA runs the update in
+    one kernel per parameter group.
+    """
+
+    def __init__(self, model, settings, total_steps: int, *, precision=None, fused: bool = False) -> None:
         self.model = model
         self.accumulation = settings.grad_accumulation
         self.max_grad_norm = settings.max_grad_norm
         self.optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay),
-                                           lr=settings.learning_rate)
+                                           lr=settings.learning_rate, **({"fused": True} if fused else {}))
         warmup = int(settings.warmup_ratio * total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, max(total_steps, 1))
+        self.scaler = (torch.amp.GradScaler(precision.device_type)
+                       if precision is not None and precision.name == "fp16" else None)
 
     def backward(self, loss: torch.Tensor) -> None:
-        (loss / self.accumulation).backward()
+        loss = loss / self.accumulation
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def update(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if math.isfinite(self.max_grad_norm):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])

@@ -14,12 +14,24 @@ from typing import Callable
 
 import numpy as np
 import torch
+from trainables.device import Throughput
 from trainables.families import get_family
+from trainables.families.base import example_lengths
 from trainables.model import MultiTaskModel
+from trainables.pipeline import training_batches
 from trainables.steps import Optimization, PlainOptimization, TrainingStep, plain_step
 from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """Training diverged (a NaN or infinite loss or dev score): the trial fails, never scores."""
+
+
+def check_finite(value: float, what: str, step: int, epoch: int) -> None:
+    if not math.isfinite(value):
+        raise NonFiniteError(f"{what} became {value} at step {step} (epoch {epoch + 1})")
 
 
 @dataclass(frozen=True)
@@ -46,27 +58,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def example_lengths(features) -> np.ndarray | None:
-    """Token count of every example (from the Arrow column, without decoding rows).
-
-    None when examples are not one sequence each (multiple choice stores several).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if "input_ids" not in getattr(features, "column_names", ()):
-        return None
-    column = features.data.column("input_ids")
-    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
-        return None
-    if pa.types.is_list(column.type.value_type) or pa.types.is_large_list(column.type.value_type):
-        return None
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    if features._indices is not None:  # a select()/shuffle() view: map through its indices
-        lengths = lengths[features._indices.column(0).to_numpy()]
-    return lengths
 
 
 @dataclass(frozen=True)
@@ -155,13 +146,16 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
           on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None,
           step_fn: TrainingStep = plain_step,
           optimization: Callable[[MultiTaskModel, TrainSettings, int], Optimization] = PlainOptimization,
-          mixing: dict[str, Mixing] | None = None) -> dict:
+          mixing: dict[str, Mixing] | None = None, device: torch.device | None = None) -> dict:
     """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
 
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
     caller decides where to keep it. ``step_fn`` is what one micro-batch does (plain or an
     adversarial method), ``optimization`` builds the optimizer side (plain AdamW or DeepSpeed).
-    Returns the final summary (best dev score and epoch, and the epoch a resumed run continued from).
+    ``device`` (where the model computes) turns on prefetching into pinned memory on CUDA and
+    the peak-memory metric. A non-finite loss or dev score raises ``NonFiniteError``.
+    Returns the final summary (best dev score and epoch, the last epoch trained, and the epoch
+    a resumed run continued from).
     """
     collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
     batches = MultiTaskBatches(features, collators, settings.batch_size, mixing)
@@ -170,20 +164,25 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     if settings.max_steps:
         total = min(total, settings.max_steps)
     opt = optimization(model, settings, total)
+    meter = Throughput(device)
     start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
     if resume:
         opt.load_state_dict(resume["optimization"])
         start_epoch, best, best_epoch, step = (resume["epoch"] + 1, resume["best"],
                                                 resume["best_epoch"], resume["step"])
         log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, best, best_epoch)
+    last_epoch = start_epoch - 1
     for epoch in range(start_epoch, settings.epochs):
         if settings.max_steps and step >= settings.max_steps:
             break
         seed_everything(settings.seed * 1000 + epoch)
         model.train()
         started, losses, micro = time.time(), [], 0
-        for name, batch in batches.epoch(settings.seed, epoch):
+        meter.start()
+        for name, batch in training_batches(batches.epoch(settings.seed, epoch), device):
+            meter.add(batch)
             losses.append(step_fn(model, tasks[name], batch, opt.backward))
+            check_finite(losses[-1], "loss", step + 1, epoch)  # the step returned a float: no extra sync
             micro += 1
             if micro % settings.grad_accumulation == 0:
                 opt.update()
@@ -193,18 +192,24 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
             opt.update()
             step += 1
+        if meter.cuda:
+            torch.cuda.synchronize(device)
+        train_seconds = time.time() - started
         model.eval()
         score = dev_score()
+        check_finite(score, "dev score", step, epoch)
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
         metrics = {"epoch": epoch + 1, "train/loss": float(np.mean(losses)) if losses else float("nan"),
                    "dev/score": score, "dev/best": best, "train/steps": step,
-                   "train/epoch_seconds": time.time() - started}
+                   "train/epoch_seconds": time.time() - started, **meter.metrics(train_seconds)}
         log.info("epoch %d: loss %.4f dev %.4f (best %.4f)", epoch + 1, metrics["train/loss"], score, best)
         state = {"optimization": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "step": step}
         on_epoch_end(epoch, metrics, improved, state)
+        last_epoch = epoch
     # resumed_from_epoch: how many finished epochs a resumed run continued after (None: not resumed)
-    return {"best": best, "best_epoch": best_epoch, "steps": step,
+    # last_epoch: the epoch whose end state the model holds now (-1: none trained)
+    return {"best": best, "best_epoch": best_epoch, "steps": step, "last_epoch": last_epoch,
             "resumed_from_epoch": start_epoch if resume else None}

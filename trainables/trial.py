@@ -28,9 +28,10 @@ import torch
 import transformers
 
 from trainables import storage
+from trainables.device import configure_matmul, describe_device, resolve_precision, trial_device
 from trainables.families import get_family
 from trainables.families.base import set_feature_cache
-from trainables.model import build_model, resolve_model_path, save_model
+from trainables.model import build_model, build_on_device, load_saved_weights, resolve_model_path, save_model
 from trainables.oom import run_with_oom_retry
 from trainables.adversarial import build_step
 from trainables.distributed import StopRequested
@@ -38,7 +39,7 @@ from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
 from trainables.steps import PlainOptimization
-from trainables.train import Mixing, TrainSettings, seed_everything, train
+from trainables.train import Mixing, NonFiniteError, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class TrialConfig:
     task_options: dict = field(default_factory=dict)
     cache_dir: str = "~/.cache/xstilts"
     num_threads: int | None = None
-    # how to run: {"deepspeed": {...}, "workers": n, "adversarial": {name: config},
-    # "perturbations": [...], "perturbation_seed": s} (see sweep.plan._settings)
+    # how to run: {"deepspeed": {...}, "workers": n, "precision": "auto", "gradient_checkpointing":
+    # bool, "adversarial": {name: config}, "perturbations": [...], "perturbation_seed": s}
+    # (see sweep.plan._settings)
     settings: dict = field(default_factory=dict)
 
     @classmethod
@@ -226,6 +228,12 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
     set_feature_cache(Path(cfg.cache_dir).expanduser() / "features")
     transformers.logging.set_verbosity_error()
     started = time.time()
+    device = trial_device(ctx)
+    precision = resolve_precision(cfg.settings.get("precision", "auto"), device)
+    configure_matmul(device)
+    hardware = describe_device(device)
+    deepspeed = bool(cfg.settings.get("deepspeed")) and cfg.stage != "eval"
+    log.info("trial %s on %s in %s%s", cfg.trial_id, hardware, precision.name, " (DeepSpeed)" if deepspeed else "")
     seed_everything(cfg.seed)
     tasks = {name: build_task(name, TaskOptions.from_dict(cfg.task_options.get(name, {}), cfg.cache_dir))
              for name in cfg.tasks}
@@ -235,15 +243,27 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
     hp = cfg.hparams
     summary: dict = {"best_epoch": None, "steps": 0}
     oom_retries: list[dict] = []
+
+    def placed(model):
+        """The model on the trial's device, in the trial's precision (DeepSpeed casts its own)."""
+        if not (deepspeed and cfg.settings["deepspeed"].get("offload_param", "none") != "none"):
+            model.to(device)
+        model.precision = None if deepspeed else precision
+        if cfg.settings.get("gradient_checkpointing") and cfg.stage != "eval":
+            model.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+
     if cfg.stage == "eval":
         model, tokenizer = build_model(start, list(tasks.values()))
+        placed(model)
     else:
         def attempt(hparams: dict):
             # a retry starts from fresh weights (or the last finished epoch's resume state)
             seed_everything(cfg.seed)
             model, tokenizer = build_model(start, list(tasks.values()))
             run_cfg = replace(cfg, hparams=hparams)
-            return model, tokenizer, _train_phase(run_cfg, tasks, model, tokenizer, out, report, ctx)
+            return model, tokenizer, _train_phase(run_cfg, tasks, placed(model), tokenizer, out, report, ctx,
+                                                  device=device, precision=precision)
 
         def on_retry(record: dict, new_hparams: dict) -> None:
             oom_retries.append(record)
@@ -263,17 +283,19 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
         else:
             model, tokenizer, summary = run_with_oom_retry(attempt_recording, dict(hp), on_retry=on_retry)
         hp = holder["hparams"]  # what actually ran (a smaller micro-batch after an OOM)
-        best_dir = out / "model"
-        if best_dir.is_dir():  # evaluate the model selected on English dev, not the last epoch,
-            # as a plain model (not the DDP / DeepSpeed-wrapped one that trained)
-            model, tokenizer = build_model(str(best_dir), list(tasks.values()))
-            model.heads.load_state_dict(torch.load(best_dir / "heads.pt", weights_only=True))
+        if deepspeed:  # the engine's (maybe partitioned) module is done with: free it first
+            model = None
+            _release_memory(device)
+        if cfg.stage == "target":
+            model = _selected_model(cfg, model, summary, tasks, out, device, precision, deepspeed, ctx)
     metrics: dict[str, float] = {}
+    evaluated_by: dict[str, int] = {}
     if cfg.stage in ("target", "eval"):
         (target,) = tasks.values()
-        metrics.update(_evaluate_languages(target, model, tokenizer, cfg.languages, hp,
-                                           perturbations=cfg.settings.get("perturbations", ()),
-                                           perturbation_seed=cfg.settings.get("perturbation_seed", 0)))
+        evaluation, evaluated_by = _evaluate_languages(
+            target, model, tokenizer, cfg.languages, hp, perturbations=cfg.settings.get("perturbations", ()),
+            perturbation_seed=cfg.settings.get("perturbation_seed", 0), ctx=ctx)
+        metrics.update(evaluation)
     if summary.get("best") is not None:
         metrics["dev/score"] = summary["best"]
     if oom_retries:
@@ -286,8 +308,50 @@ def _run(cfg: TrialConfig, out: Path, report: Callable[[dict], None], ctx=None) 
         "resumed_from_epoch": summary.get("resumed_from_epoch"),
         "model_dir": str(storage.join(cfg.output_dir, "model") if storage.is_remote(cfg.output_dir)
                          else out / "model") if (out / "model").is_dir() else None,
+        # the hardware it really ran on (an MLflow tag of the job), and who evaluated what
+        "device": hardware, "precision": precision.name, "evaluated_by": evaluated_by,
+        "eval_device": str(_parameter_device(model)) if model is not None else None,
         "elapsed_s": time.time() - started, "config": asdict(cfg),
     }
+
+
+def _parameter_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _release_memory(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _selected_model(cfg: TrialConfig, model, summary: dict, tasks: dict[str, Task], out: Path,
+                    device: torch.device, precision, deepspeed: bool, ctx):
+    """The model selected on English dev, on the trial's device, ready to evaluate.
+
+    Plain and DDP paths keep the trained model: it already holds the selected weights when the
+    best epoch was the last one, else they are loaded into it in place from ``model/``. After
+    DeepSpeed the engine is gone and the saved weights (16 bit under bf16/fp16 ZeRO-3) are built
+    straight on the device in the training precision. Every rank of a multi-worker trial gets
+    the model (each evaluates its share of the languages); a rank without ``model/`` in its
+    folder (a staging folder of a trial on object storage) downloads it: the last report was a
+    barrier after rank 0 had uploaded it.
+    """
+    if not deepspeed and summary.get("best_epoch") == summary.get("last_epoch"):
+        return model
+    best_dir = out / "model"
+    if not best_dir.is_dir() and storage.is_remote(cfg.output_dir):
+        storage.download_dir(storage.join(cfg.output_dir, "model"), best_dir)
+    if not best_dir.is_dir():
+        raise FileNotFoundError(f"{best_dir}: the dev-selected model is missing")
+    if not deepspeed:
+        load_saved_weights(model, best_dir)
+        return model
+    dtype = precision.dtype if precision.mixed else torch.float32
+    model, _ = build_on_device(best_dir, list(tasks.values()), device, dtype)
+    return model
 
 
 def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) -> float:
@@ -299,14 +363,16 @@ def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) ->
     selected = {n: t for n, t in tasks.items() if t.info.selection} or tasks
     for name, task in selected.items():
         family = get_family(task.info.family)
-        result = family.evaluate(task, model, dev[name], tokenizer, batch_size=hp["eval_batch_size"],
-                                 max_length=hp["max_length"])
+        with model.autocast():
+            result = family.evaluate(task, model, dev[name], tokenizer, batch_size=hp["eval_batch_size"],
+                                     max_length=hp["max_length"])
         scores.append(result[task.info.main_metric])
     return float(np.mean(scores))
 
 
 def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out: Path,
-                 report: Callable[[dict], None], ctx=None) -> dict:
+                 report: Callable[[dict], None], ctx=None, *, device: torch.device,
+                 precision) -> dict:
     """Train, keeping the best epoch on English dev in ``out/model``.
 
     ``ctx`` (a ``trainables.distributed.DistributedContext``) makes it one rank of a
@@ -324,21 +390,23 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
         features = {name: shard(f, ctx) for name, f in features.items()}
         if not deepspeed_settings:
             wrap_data_parallel(model, ctx)
-    optimization, engine = PlainOptimization, {}
-    if deepspeed_settings:
+    engine: dict = {}
+
+    def optimization(m, s, total):
+        if not deepspeed_settings:
+            return PlainOptimization(m, s, total, precision=precision, fused=device.type == "cuda")
         from trainables.deepspeed_backend import DeepSpeedOptimization, single_process_env
 
         single_process_env()
+        # the trial's one precision and checkpointing settings, shared with the plain path
+        ds = {**deepspeed_settings, "precision": precision.name,
+              "gradient_checkpointing": bool(cfg.settings.get("gradient_checkpointing"))}
+        engine["opt"] = DeepSpeedOptimization(m, s, total, ds_settings=ds, checkpoint_dir=out / "resume" / "deepspeed")
+        return engine["opt"]
 
-        def deepspeed_optimization(m, s, total):
-            engine["opt"] = DeepSpeedOptimization(m, s, total, ds_settings=deepspeed_settings,
-                                                  checkpoint_dir=out / "resume" / "deepspeed")
-            return engine["opt"]
-
-        optimization = deepspeed_optimization
     dev = {name: t.load("dev", t.info.train_language) for name, t in tasks.items()}  # once, not per epoch
     resume_file = out / "resume" / "state.pt"
-    resume = torch.load(resume_file, weights_only=False) if resume_file.is_file() else None
+    resume = torch.load(resume_file, weights_only=False, map_location=device) if resume_file.is_file() else None
     meta = {"trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage,
             "tasks": list(cfg.tasks), "seed": cfg.seed, "hparams": cfg.hparams}
     mirror = (_Mirror(cfg.output_dir, out, is_main, ranks=ctx.world_size if ctx is not None else 1)
@@ -376,10 +444,14 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
             raise stop
 
     mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
-    return train(model, tasks, features, tokenizer, settings,
-                 dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
-                 on_epoch_end=on_epoch_end, resume=resume, mixing=mixing,
-                 step_fn=build_step(adversarial_config(cfg)), optimization=optimization)
+    try:
+        return train(model, tasks, features, tokenizer, settings,
+                     dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
+                     on_epoch_end=on_epoch_end, resume=resume, mixing=mixing,
+                     step_fn=build_step(adversarial_config(cfg)), optimization=optimization, device=device)
+    finally:
+        if "opt" in engine:
+            engine.pop("opt").close()
 
 
 def adversarial_config(cfg: TrialConfig) -> dict | None:
@@ -396,56 +468,88 @@ def adversarial_config(cfg: TrialConfig) -> dict | None:
 
 
 def _evaluate_languages(task: Task, model, tokenizer, languages: tuple[str, ...], hp: dict, *,
-                        perturbations=(), perturbation_seed: int = 0) -> dict:
-    """Zero-shot metrics per language as ``<task>/<metric>/<lang>`` plus ``/avg`` over languages.
+                        perturbations=(), perturbation_seed: int = 0, ctx=None) -> tuple[dict, dict]:
+    """Zero-shot metrics per language as ``<task>/<metric>/<lang>`` plus ``/avg`` over languages,
+    and which rank evaluated each language.
 
     Each evaluation-time perturbation adds ``<task>.<label>/<metric>/<lang>`` on the perturbed
     test set and ``<task>.<label>/drop/<lang>``, the clean main metric minus the perturbed one.
     A perturbation that cannot run in a language (no ``{language}`` lexicon file for it) is
     skipped there with a log line: no metric, and its ``/avg`` is over the languages it ran in.
+
+    The ranks of a multi-worker trial split the languages (rank r takes every W-th from r) and
+    gather the results, so each language is evaluated once. A non-finite main metric fails
+    the trial (``NonFiniteError``): it must never reach the table as a score.
     """
-    family = get_family(task.info.family)
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     model.eval()
-    per_metric: dict[str, list[float]] = {}
-    metrics: dict[str, float] = {}
-    main = task.info.main_metric
     applicable = _applicable_perturbations(task, perturbations)
+    mine = {lang: _language_metrics(task, model, tokenizer, lang, hp, applicable, perturbation_seed)
+            for lang in languages[rank::world]}
+    per_language = _gathered(mine, world)
+    missing = [lang for lang in languages if lang not in per_language]
+    if missing:
+        raise RuntimeError(f"{task.name}: no rank evaluated {' '.join(missing)}")
+    metrics: dict[str, float] = {}
+    values: dict[str, list[float]] = {}
     for lang in languages:
-        data = task.load("test", lang)
-        result = _evaluate(family, task, model, data, tokenizer, hp)
-        n = result.pop("n", None)
-        if n is not None:
-            metrics[f"{task.name}/n/{lang}"] = n
-        for name, value in result.items():
-            metrics[f"{task.name}/{name}/{lang}"] = value
-            per_metric.setdefault(name, []).append(value)
-        log.info("%s %s: %s", task.name, lang, {k: round(v, 4) for k, v in result.items()})
-        for config in applicable:
-            label = f"{task.name}.{perturbation_label(config)}"
-            missing = _unavailable(config, lang)
-            if missing:  # e.g. no `{language}` lexicon for this language (English, often)
-                log.info("%s %s: perturbation %s skipped: %s", task.name, lang, label, missing)
-                continue
-            perturbed = _perturbed(task, model, tokenizer, data, config, perturbation_seed, lang, hp)
-            scores = _evaluate(family, task, model, perturbed, tokenizer, hp)
-            scores.pop("n", None)
-            scores["drop"] = result[main] - scores[main]
-            for name, value in scores.items():
-                metrics[f"{label}/{name}/{lang}"] = value
-                per_metric.setdefault(f"{label}\t{name}", []).append(value)
-            log.info("%s %s under %s: %s", task.name, lang, label, {k: round(v, 4) for k, v in scores.items()})
-    for name, values in per_metric.items():
-        if "\t" in name:
-            label, metric = name.split("\t")
-            metrics[f"{label}/{metric}/avg"] = float(np.mean(values))
-        else:
-            metrics[f"{task.name}/{name}/avg"] = float(np.mean(values))
+        for key, value in per_language[lang][0].items():
+            metrics[key] = value
+            prefix = key.rsplit("/", 1)[0]
+            if prefix != f"{task.name}/n":
+                values.setdefault(prefix, []).append(value)
+    metrics.update({f"{prefix}/avg": float(np.mean(v)) for prefix, v in values.items()})
+    return metrics, {lang: per_language[lang][1] for lang in languages}
+
+
+def _gathered(mine: dict, world: int) -> dict:
+    """{language: (metrics, rank)} from every rank (an all-gather; this rank's alone if single)."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if world > 1 else 0
+    tagged = {lang: (metrics, rank) for lang, metrics in mine.items()}
+    if world == 1:
+        return tagged
+    everything: list = [None] * world
+    dist.all_gather_object(everything, tagged)
+    return {lang: item for part in everything for lang, item in part.items()}
+
+
+def _language_metrics(task: Task, model, tokenizer, lang: str, hp: dict, perturbations: list[dict],
+                      perturbation_seed: int) -> dict[str, float]:
+    """One language's clean metrics (``<task>/<metric>/<lang>``) and those under each of the
+    ``perturbations`` that apply to the task."""
+    family = get_family(task.info.family)
+    main = task.info.main_metric
+    data = task.load("test", lang)
+    result = _evaluate(family, task, model, data, tokenizer, hp)
+    if not np.isfinite(result.get(main, 0.0)):
+        raise NonFiniteError(f"{task.name}/{main}/{lang} is {result[main]} on {len(data)} test examples")
+    metrics: dict[str, float] = {}
+    n = result.pop("n", None)
+    if n is not None:
+        metrics[f"{task.name}/n/{lang}"] = n
+    metrics.update({f"{task.name}/{name}/{lang}": value for name, value in result.items()})
+    log.info("%s %s: %s", task.name, lang, {k: round(v, 4) for k, v in result.items()})
+    for config in perturbations:
+        label = f"{task.name}.{perturbation_label(config)}"
+        missing = _unavailable(config, lang)
+        if missing:  # e.g. no `{language}` lexicon for this language (English, often)
+            log.info("%s %s: perturbation %s skipped: %s", task.name, lang, label, missing)
+            continue
+        perturbed = _perturbed(task, model, tokenizer, data, config, perturbation_seed, lang, hp)
+        scores = _evaluate(family, task, model, perturbed, tokenizer, hp)
+        scores.pop("n", None)
+        scores["drop"] = result[main] - scores[main]
+        metrics.update({f"{label}/{name}/{lang}": value for name, value in scores.items()})
+        log.info("%s %s under %s: %s", task.name, lang, label, {k: round(v, 4) for k, v in scores.items()})
     return metrics
 
 
 def _evaluate(family, task, model, data, tokenizer, hp: dict) -> dict:
-    return family.evaluate(task, model, data, tokenizer, batch_size=hp.get("eval_batch_size", 64),
-                           max_length=hp.get("max_length", 128))
+    with model.autocast():  # the training precision (also covers families that call the encoder directly)
+        return family.evaluate(task, model, data, tokenizer, batch_size=hp.get("eval_batch_size", 64),
+                               max_length=hp.get("max_length", 128))
 
 
 def _applicable_perturbations(task: Task, perturbations) -> list[dict]:

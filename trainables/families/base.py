@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -55,6 +58,42 @@ def cached_map(data: datasets.Dataset, fn: Callable, *, tokenizer, family: str,
     return data.map(fn, batched=True, remove_columns=data.column_names, new_fingerprint=fingerprint,
                     cache_file_name=cache_file, load_from_cache_file=True,
                     desc=f"tokenise ({family})")
+
+
+def example_lengths(features) -> np.ndarray | None:
+    """Token count of every example (from the Arrow column, without decoding rows).
+
+    None when examples are not one sequence each (multiple choice stores several).
+    """
+    if "input_ids" not in getattr(features, "column_names", ()):
+        return None
+    column = features.data.column("input_ids")
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        return None
+    if pa.types.is_list(column.type.value_type) or pa.types.is_large_list(column.type.value_type):
+        return None
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if features._indices is not None:  # a select()/shuffle() view: map through its indices
+        lengths = lengths[features._indices.column(0).to_numpy()]
+    return lengths
+
+
+def longest_first(features) -> np.ndarray | None:
+    """Row order for evaluation batches, longest first: batches of similar lengths pad little
+    (and the largest comes first, so a batch too big for the GPU fails at once). None when
+    examples are not one sequence each."""
+    lengths = example_lengths(features)
+    return None if lengths is None else np.argsort(-lengths, kind="stable")
+
+
+def in_order(values: list, order: np.ndarray | None) -> list:
+    """``values`` computed on rows in ``order``, put back in the rows' own order."""
+    if order is None:
+        return list(values)
+    out: list = [None] * len(values)
+    for position, row in enumerate(order):
+        out[int(row)] = values[position]
+    return out
 
 
 class Family(ABC):

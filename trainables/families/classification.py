@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import DataCollatorWithPadding
 
-from trainables.families.base import Family, cached_map
+from trainables.families.base import Family, cached_map, in_order, longest_first
 from trainables.tasks.base import Task
 
 
@@ -51,13 +51,17 @@ class Classification(Family):
 
     @torch.no_grad()
     def predict(self, model, task: Task, features, tokenizer, batch_size: int) -> np.ndarray:
-        loader = torch.utils.data.DataLoader(features.with_format("torch"), batch_size=batch_size,
+        order = longest_first(features)
+        rows = features if order is None else features.select(order)
+        loader = torch.utils.data.DataLoader(rows.with_format("torch"), batch_size=batch_size,
                                              collate_fn=self.collator(tokenizer))
         preds = []
         for batch in loader:
             logits = self.forward(model, model.heads[task.name], batch)
             preds.append(logits.argmax(-1).cpu().numpy())
-        return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
+        if not preds:
+            return np.zeros(0, dtype=int)
+        return np.asarray(in_order(list(np.concatenate(preds)), order))
 
     def evaluate(self, task, model, data, tokenizer, *, batch_size, max_length):
         features = self.featurize(task, data, tokenizer, max_length)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import DataCollatorWithPadding
 
-from trainables.families.base import Family, cached_map
+from trainables.families.base import Family, cached_map, in_order, longest_first
 from trainables.metrics.qa import SQUAD_V1, SQUAD_V2, Normalizer, qa_scores, squad_tokens
 from trainables.metrics.qa_spans import Window, best_answer, max_context
 from trainables.tasks.base import Task
@@ -199,8 +199,11 @@ class QuestionAnswering(Family):
     def window_logits(self, model, task: Task, features, tokenizer,
                       batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(start, end) logits of every window, cut to the window's own length."""
-        inputs = features.select_columns(["input_ids", "attention_mask"]).with_format("torch")
-        loader = torch.utils.data.DataLoader(inputs, batch_size=batch_size,
+        inputs = features.select_columns(["input_ids", "attention_mask"])
+        order = longest_first(inputs)
+        if order is not None:
+            inputs = inputs.select(order)
+        loader = torch.utils.data.DataLoader(inputs.with_format("torch"), batch_size=batch_size,
                                              collate_fn=self.collator(tokenizer))
         out = []
         for batch in loader:
@@ -208,7 +211,7 @@ class QuestionAnswering(Family):
             lengths = batch["attention_mask"].sum(-1).tolist()
             start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
             out.extend((start[i, :n], end[i, :n]) for i, n in enumerate(lengths))
-        return out
+        return in_order(out, order)
 
     def predict(self, task: Task, model, data, tokenizer, *, batch_size: int,
                 max_length: int) -> list[str]:

@@ -37,6 +37,12 @@ from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
+
+def by_length(texts: list[str]) -> np.ndarray:
+    """Texts longest first (by characters, before tokenising): batches that pad little."""
+    return np.argsort([-len(t) for t in texts], kind="stable")
+
+
 POOLINGS = ("mean", "cls")
 MAP_K = 20
 
@@ -75,13 +81,15 @@ class Retrieval(Family):
         if pooling not in POOLINGS:
             raise ValueError(f"retrieval pooling {pooling!r} is not one of {POOLINGS}")
         out = []
+        order = by_length(sentences)
+        sentences = [sentences[i] for i in order]
         for start in range(0, len(sentences), batch_size):
             enc = tokenizer(sentences[start:start + batch_size], truncation=True,
                             max_length=max_length, padding=True, return_tensors="pt")
             enc = {k: v.to(model.device) for k, v in enc.items() if k != "token_type_ids"}
             hidden = encoder(**enc, output_hidden_states=True).hidden_states[layer]
             out.append(pool(hidden, enc["attention_mask"], pooling).float().cpu().numpy())
-        emb = (np.concatenate(out).astype("float32") if out
+        emb = (np.concatenate(out).astype("float32")[np.argsort(order)] if out
                else np.zeros((0, encoder.config.hidden_size), "float32"))
         faiss.normalize_L2(emb)
         return emb
@@ -230,6 +238,8 @@ class DualEncoder(Family):
     @torch.no_grad()
     def embed(self, model, texts: list[str], tokenizer, *, batch_size: int, max_length: int) -> np.ndarray:
         out = []
+        order = by_length(texts)
+        texts = [texts[i] for i in order]
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
@@ -237,7 +247,7 @@ class DualEncoder(Family):
                                    enc["attention_mask"].to(model.device))
             out.append(vec.float().cpu().numpy())
         hidden = model.encoder.config.hidden_size
-        return np.concatenate(out).astype("float32") if out else np.zeros((0, hidden), "float32")
+        return np.concatenate(out).astype("float32")[np.argsort(order)] if out else np.zeros((0, hidden), "float32")
 
     def evaluate(self, task, model, data, tokenizer, *, batch_size, max_length):
         """mAP@20 over every query; a query without a relevant candidate scores 0 (Mewsli-X's

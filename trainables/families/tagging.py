@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import DataCollatorForTokenClassification
 
-from trainables.families.base import Family, cached_map
+from trainables.families.base import Family, cached_map, in_order, longest_first
 from trainables.metrics.tagging import span_f1
 from trainables.tasks.base import Task
 
@@ -130,18 +130,21 @@ class Tagging(Family):
         examples = np.cumsum(np.asarray(windows["window"]) == 0) - 1
         word_ids = windows["word_ids"]
         features = windows.remove_columns(list(_EVAL_COLUMNS))
-        loader = torch.utils.data.DataLoader(features.with_format("torch"), batch_size=batch_size,
+        order = longest_first(features)
+        if order is None:
+            order = np.arange(len(features))
+        loader = torch.utils.data.DataLoader(features.select(order).with_format("torch"), batch_size=batch_size,
                                              collate_fn=self.collator(tokenizer))
         predicted = [[-1] * len(tokens) for tokens in data["tokens"]]
-        row = 0
+        rows = iter(order)
         for batch in loader:
             preds = self.forward(model, model.heads[task.name], batch).argmax(-1).cpu().numpy()
             for p_row in preds:
+                row = int(next(rows))
                 sentence = predicted[examples[row]]
                 for position, word in enumerate(word_ids[row]):
                     if word >= 0:
                         sentence[word] = int(p_row[position])
-                row += 1
         missing = sum(p < 0 for sentence in predicted for p in sentence)
         if missing:  # plan_windows covers every word; this would be a bug, not bad data
             raise RuntimeError(f"task {task.name}: {missing} words got no prediction")
