@@ -197,3 +197,21 @@ def test_a_real_full_disk_is_one_line_and_exit_1_then_resumes(tmp_path, toy_root
         assert len(_job_records(storage)) == 1
     finally:
         subprocess.run(["umount", "-l", str(storage)], capture_output=True)
+
+
+def test_a_corrupt_model_fails_its_job_at_once_without_retries(tmp_path, toy_root, small_model):
+    """max_failures: 2, but a corrupt config.json gives the same error every time: one attempt."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(small_model, model)
+    (model / "config.json").write_text((small_model / "config.json").read_text()[:30])
+    spec = _spec(tmp_path, toy_root, model, max_failures=2)
+    proc = run_sweep("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Trial task failed" not in proc.stdout + proc.stderr  # Ray saw no error to retry
+    (run,) = _runs(tmp_path / "runs")
+    assert run.data.tags["xstilts.status"] == "failed"
+    assert "config.json' is not a valid JSON file" in run.data.tags["xstilts.error"]
+    (error,) = (tmp_path / "runs").glob("e2e/jobs/*/trials/*/error.txt")
+    assert "is not a valid JSON file" in error.read_text()
