@@ -97,3 +97,26 @@ def test_sweep_run_refuses_while_another_run_holds_the_study(tmp_path, capsys, m
     assert len(err) == 1 and err[0].startswith("error: study held is being run by host node-7 pid 4242")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["held"]  # no mlflow.db
     assert sorted(p.name for p in (tmp_path / "runs" / "held").iterdir()) == [LEASE_FILE]
+
+
+from tests.test_object_storage import gcs, s3, store  # noqa: E402,F401 - loopback S3 and GCS servers
+
+
+def test_object_storage_lease_refuses_and_is_taken_over_when_stale(store, monkeypatch, caplog):
+    from trainables import storage
+
+    monkeypatch.setattr(lease_mod, "SETTLE_S", 0.2)
+    root = store.uri("lease-test/study")
+    first = Lease(root, "study").acquire()
+    try:
+        assert storage.read_json(storage.join(root, LEASE_FILE))["token"] == first.token
+        with pytest.raises(LeaseHeld, match=f"pid {os.getpid()}"):
+            Lease(root, "study").acquire()
+    finally:
+        first.release()
+    assert storage.read_text(storage.join(root, LEASE_FILE)) is None
+    storage.write_text(storage.join(root, LEASE_FILE), json.dumps(
+        {"host": "elsewhere", "pid": 1, "token": "old", "started": 0, "heartbeat": time.time() - 3600}))
+    with Lease(root, "study") as taker:
+        assert storage.read_json(storage.join(root, LEASE_FILE))["token"] == taker.token
+    assert "taking over the lease" in caplog.text and "no heartbeat for" in caplog.text
