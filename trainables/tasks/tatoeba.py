@@ -7,7 +7,9 @@ task's languages are XTREME-R's 41; ``languages: xtreme`` selects XTREME's 36.
 
 Data: ``data_dir`` with LASER's ``tatoeba.<xxx>-eng.<xxx>`` / ``tatoeba.<xxx>-eng.eng`` (ISO
 639-3 codes as in ``TATOEBA_CODES``; also found under ``data_dir/v1``), or hub ``google/xtreme``
-config ``tatoeba.<xxx>`` split validation (``source_sentence`` / ``target_sentence``). There is
+config ``tatoeba.<xxx>`` split validation (``source_sentence`` = xx, ``target_sentence`` = English,
+as its dataset card), which exists for XTREME's 36 languages only: XTREME-R's additions az lt pl
+ro uk are a one-line error without ``data_dir`` (LASER's Tatoeba v1 test set has them). There is
 one set per language, so ``dev`` and ``test`` are the same sentences.
 """
 from __future__ import annotations
@@ -21,6 +23,9 @@ from trainables.tasks.base import Task, TaskDataError, TaskInfo
 
 if TYPE_CHECKING:
     import datasets
+
+#: languages with a ``google/xtreme`` ``tatoeba.<xxx>`` config (XTREME's 36, the dataset card's configs)
+HUB_LANGUAGES = frozenset(TASK_LANGUAGES["tatoeba"])
 
 
 @register
@@ -50,6 +55,10 @@ class Tatoeba(Task):
                 return read_parallel(source, target)
             except ValueError as exc:
                 raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: {exc}") from None
+        if language not in HUB_LANGUAGES:
+            raise TaskDataError(f"task {self.name}: language {language!r} has no google/xtreme tatoeba "
+                                f"config; set tasks.{self.name}.data_dir to a folder with LASER's "
+                                f"tatoeba.{code}-eng.{code} and tatoeba.{code}-eng.eng")
         data = self.hub_dataset("google/xtreme", f"tatoeba.{code}", "validation", language)
         import datasets as ds
 

@@ -1,7 +1,10 @@
 """UD-POS: universal part-of-speech tagging (Universal Dependencies v2.5), XTREME's POS task.
 
-Hub: ``google/xtreme`` config ``udpos.<LanguageName>`` (the XTREME languages; the XTREME-R
-additions lt pl ro uk wo need ``data_dir``). ``data_dir``: UD CoNLL-U files anywhere below it,
+Hub: ``google/xtreme`` config ``udpos.<LanguageName>`` (its Parquet conversion's names, e.g.
+``udpos.Afrikaans``; features ``tokens``, ``pos_tags`` with the 17 UPOS class labels; splits train,
+validation, test) for XTREME's 33 languages. The XTREME-R additions lt pl ro uk wo have no
+``google/xtreme`` config: loading one of them from the hub is a one-line error that says to set
+``data_dir`` to UD CoNLL-U files. ``data_dir``: UD CoNLL-U files anywhere below it,
 named ``<lang>_<treebank>-ud-<split>.conllu``; all treebanks of a language are concatenated
 (sorted by file name), so English train = every English treebank's train split. Multiword-token
 ranges and empty nodes are skipped. Scored like XTREME: span F1 as seqeval 0.0.12 computes it on
@@ -23,9 +26,10 @@ if TYPE_CHECKING:
 
 UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
         "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
-#: google/xtreme config names (the hub spells Afrikaans "Afrikans"); absent: no hub config
+#: google/xtreme Parquet config names ``udpos.<name>`` (the dataset card's configs; the old loading
+#: script spelled Afrikaans "Afrikans"); absent: no hub config
 HUB_NAMES = {
-    "af": "Afrikans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
     "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
     "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian",
     "ja": "Japanese", "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch",
@@ -67,7 +71,8 @@ class UdPos(Task):
             return datasets.concatenate_datasets(parts)
         if language not in HUB_NAMES:
             raise TaskDataError(f"task {self.name}: language {language!r} has no google/xtreme udpos "
-                                f"config; set tasks.{self.name}.data_dir to UD v2.5 CoNLL-U files")
+                                f"config; set tasks.{self.name}.data_dir to a folder with UD CoNLL-U "
+                                f"files named {language}_<treebank>-ud-{{train,dev,test}}.conllu")
         data = self.hub_dataset("google/xtreme", f"udpos.{HUB_NAMES[language]}", _HUB_SPLITS[split],
                                 language)
         return hub_tags(data, "tokens", "pos_tags", self.labels)

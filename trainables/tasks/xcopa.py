@@ -11,6 +11,14 @@ English training (XCOPA has none) is chosen by the task option ``english_train``
 * ``siqa`` (default, as XCOPA's authors): Social IQa, 3 choices (hub ``allenai/social_i_qa``);
 * ``copa``: English COPA (hub ``aps/super_glue`` config ``copa``).
 
+``aps/super_glue`` is Parquet on its main branch (config ``copa``: ``premise, choice1, choice2,
+question, idx, label``). ``allenai/social_i_qa`` is still script-based on main
+(``social_i_qa.py``), which ``datasets`` >= 4 no longer runs, so it is read from the Hub's own
+Parquet conversion of the same data, the ``refs/convert/parquet`` revision
+(``default/{train,validation}/0000.parquet``; the card's fields ``context, question,
+answerA..answerC, label`` "1".."3"). ``cambridgeltl/xcopa`` is Parquet on main, one config per
+language (splits validation, test).
+
 With ``data_dir`` the English train/dev data are ``train.en.jsonl`` / ``val.en.jsonl``, in the
 XCOPA/COPA format (premise, choice1, choice2, question, label) or the Social IQa format
 (context, question, answerA..answerC, label 1-3).
@@ -32,6 +40,9 @@ QUESTIONS = {"cause": "What was the CAUSE of this?", "effect": "What happened as
 ENGLISH_TRAIN = ("siqa", "copa")
 _COPA_FIELDS = ("premise", "choice1", "choice2", "question", "label")
 _SIQA_FIELDS = ("context", "question", "answerA", "answerB", "answerC", "label")
+#: the Hub's Parquet conversion of a script-based dataset (Social IQa)
+PARQUET_REVISION = "refs/convert/parquet"
+SIQA_HUB = "allenai/social_i_qa"
 
 
 def copa_dataset(task: Task, data, where: str) -> datasets.Dataset:
@@ -113,5 +124,6 @@ class Xcopa(Task):
         if source == "copa":
             data = self.hub_dataset("aps/super_glue", "copa", hub_split, "en")
             return copa_dataset(self, data, "hub aps/super_glue copa")
-        data = self.hub_dataset("allenai/social_i_qa", None, hub_split, "en")
-        return siqa_dataset(self, data, "hub allenai/social_i_qa")
+        data = self.hub_dataset(SIQA_HUB, None, hub_split, "en", revision=PARQUET_REVISION,
+                                data_files={hub_split: f"default/{hub_split}/*.parquet"})
+        return siqa_dataset(self, data, f"hub {SIQA_HUB} ({PARQUET_REVISION})")
