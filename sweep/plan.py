@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec, effective_precision
+from sweep.spec import Distribution, Fixed, Grid, HyperParameter, Spec, SpecError, effective_precision
 from trainables.tasks import task_info
 
 # Bump when a change makes old results incomparable (it changes every job id).
@@ -193,6 +193,23 @@ def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
     return settings, identity
 
 
+#: what an eval job's trial reads from its hyperparameters (trainables.trial._evaluate)
+EVAL_HYPERPARAMETERS = ("max_length", "eval_batch_size")
+
+
+def _eval_space(spec: Spec, task: str) -> dict:
+    """An eval job's values: ``hyperparameters.tasks.<task>``'s ``max_length`` and
+    ``eval_batch_size`` (fixed values: an eval job searches nothing); empty when not given, so
+    the job keeps the trial's defaults and its id."""
+    given = spec.task_hyperparameters.get(task, {})
+    for name in EVAL_HYPERPARAMETERS:
+        if name in given and not isinstance(given[name], Fixed):
+            raise SpecError(f"hyperparameters.tasks.{task}.{name}",
+                            f"task '{task}' is evaluation-only: give one value (an eval job searches nothing)",
+                            spec.source)
+    return hp_space_dict({n: given[n] for n in EVAL_HYPERPARAMETERS if n in given})
+
+
 def build_plan(spec: Spec) -> Plan:
     """Intermediate jobs first, then target and eval jobs; ids are content hashes.
 
@@ -238,7 +255,7 @@ def build_plan(spec: Spec) -> Plan:
                     trainable = task_info(target.task).trainable
                     stage = "target" if trainable else "eval"
                     splits = (split_factors(space_for("target", (target.task,)), spec.factors)
-                              if trainable else [({}, {})])
+                              if trainable else [({}, _eval_space(spec, target.task))])
                     for values, space in splits:
                         for size in (target_sizes if trainable else (None,)):
                             options = _task_options(spec, (target.task,), size)
@@ -363,6 +380,12 @@ def memory_estimates(plan: Plan) -> list[dict]:
         if gpu > 0:
             # a fractional GPU shares the device with other trials; a worker uses one device
             entry["fits"] = fits(est, min(gpu, 1.0) * entry["gpu_memory_gb"] * GB)
+            if offload_optimizer != "none" or offload_param != "none":
+                on_gpu = estimate_for(preset, precision=precision, stage=stage, num_gpus=workers, micro_batch=micro,
+                                      seq_len=max_length, gradient_checkpointing=checkpointing, autocast=autocast)
+                if fits(on_gpu, min(gpu, 1.0) * entry["gpu_memory_gb"] * GB):  # offload slows every step
+                    entry["note"] = (f"fits without CPU offload ({on_gpu.total / GB:.1f} GB per GPU): offload "
+                                     "makes every step wait on host memory; drop it")
         else:
             entry["note"] = "CPU trials (resources.gpu: 0): not checked against GPU memory"
         out.append(entry)

@@ -366,6 +366,7 @@ def _score_record(run: Run, group_by: str | None = None) -> dict | None:
         "languages": languages,
         "sizes": sizes,
         "perturbed": perturbed_scores(run.data.metrics, target, metric),
+        "bucc_gold_pairs_only": target == "bucc" and not run.data.params.get("task_options.bucc.data_dir"),
     }
 
 
@@ -738,6 +739,18 @@ def _legend(report: StudyReport) -> str:
     return text
 
 
+def bucc_note(report: StudyReport) -> list[str]:
+    """A plain note when BUCC ran on the hub's gold pairs only (no ``tasks.bucc.data_dir``)."""
+    runs = [r for r in report.records if r.get("bucc_gold_pairs_only")]
+    if not runs:
+        return []
+    return [f"**BUCC ran on gold pairs only** ({len(runs)} job{'s' if len(runs) != 1 else ''}): "
+            "without `tasks.bucc.data_dir` BUCC comes from the hub (`google/xtreme` `bucc18.*`), "
+            "which holds the gold sentence pairs and no other sentences, so mining has no "
+            "distractors and its F1 is not comparable with XTREME's (mined among all BUCC 2018 "
+            "sentences). Point `tasks.bucc.data_dir` at the BUCC 2018 files for comparable scores.", ""]
+
+
 def _failed_line(f: dict) -> str:
     where = f["intermediate"] + (f" → {f['target']}" if f.get("target") else "")
     study = f"{f['study']}: " if f.get("study") else ""
@@ -763,7 +776,7 @@ def render_markdown(report: StudyReport) -> str:
     from sweep.breakdowns import class_lines, group_lines
 
     lines = [f"# X-STILTs results: {report.study}", "", *_table_lines(report), "",
-             _legend(report), "", *group_lines(report)]
+             _legend(report), "", *bucc_note(report), *group_lines(report)]
     if report.language_tables:
         lines += ["## Per-language scores", "",
                   "Rows: test languages (n = test-set size); columns: intermediate tasks; "

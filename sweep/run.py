@@ -345,7 +345,7 @@ class StudyRunner:
                 "output_dir": str(self.paths.trial_dir(job.id, trial_name))}
 
     def grid_trials(self, job: Job) -> list[dict]:
-        points = grid_points(job.hyperparameters) if job.stage != "eval" else [{}]
+        points = grid_points(job.hyperparameters)  # an eval job's: fixed max_length / eval_batch_size, or {}
         return [self._base_trial(job, "g" + canonical_hash(p, 8), p) for p in points]
 
     def _searched(self, job: Job) -> bool:

@@ -331,9 +331,13 @@ class RawSpec(_Block):
     def _model_exists(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must name a hub id, a local directory or 'tiny'")
-        looks_local = v.startswith(("/", "./", "../", "~"))
+        looks_local = v.startswith(("/", "./", "../", "~")) or v in (".", "..")
         if looks_local and not Path(v).expanduser().is_dir():
             raise ValueError(f"local model directory not found: {v}")
+        if looks_local or (v != TINY_MODEL and Path(v).is_dir()):
+            # a trial runs in its own working directory (and maybe on another node): give it the
+            # absolute path, resolved here against the directory `sweep` was started in
+            return str(Path(v).expanduser().resolve())
         return v
 
 
