@@ -85,17 +85,33 @@ class Lease:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                self._take_over_or_refuse(read_lease(path))
-                try:  # only one of several takers renames the stale lease away
-                    os.replace(path, path.with_name(f"{LEASE_FILE}.stale-{self.token}"))
-                    os.unlink(path.with_name(f"{LEASE_FILE}.stale-{self.token}"))
-                except FileNotFoundError:
-                    pass
+                judged = read_lease(path)
+                self._take_over_or_refuse(judged)
+                self._move_aside(path, judged)
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(self.record, sort_keys=True))
             return
         raise LeaseHeld(f"study {self.study}: could not take the lease {path} (another run keeps taking it)")
+
+    def _move_aside(self, path: Path, judged: dict | None) -> None:
+        """Rename the stale lease away (atomic: of several takers, one moves it). What was moved
+        must be the lease judged stale: a taker that was faster may have put its own fresh
+        lease there meanwhile, which goes back (``link`` fails if yet another one is there)."""
+        aside = path.with_name(f"{LEASE_FILE}.stale-{self.token}")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return
+        moved = read_lease(aside)
+        if moved != judged:
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            os.unlink(aside)
+            raise LeaseHeld(_held_message(self.study, moved, self.path))
+        os.unlink(aside)
 
     def _acquire_remote(self) -> None:
         current = read_lease(self.path)

@@ -120,3 +120,18 @@ def test_object_storage_lease_refuses_and_is_taken_over_when_stale(store, monkey
     with Lease(root, "study") as taker:
         assert storage.read_json(storage.join(root, LEASE_FILE))["token"] == taker.token
     assert "taking over the lease" in caplog.text and "no heartbeat for" in caplog.text
+
+
+def test_racing_takers_of_a_stale_lease_end_with_one_holder(tmp_path):
+    """Eight processes take over the same dead holder's lease at once: exactly one holds it."""
+    _write(tmp_path / "study", pid=_dead_pid())
+    script = ("import sys, time; from sweep.lease import Lease, LeaseHeld\n"
+              "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+              "try:\n    l = Lease(sys.argv[1], 'study').acquire()\nexcept LeaseHeld:\n    print('refused'); sys.exit(0)\n"
+              "print('held', l.token, flush=True); time.sleep(3); l.release()\n")
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "study"), str(start)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [p.communicate(timeout=60)[0].split() for p in procs]
+    holders = [o for o in outputs if o and o[0] == "held"]
+    assert len(holders) == 1, outputs
