@@ -219,13 +219,6 @@ def cmd_report(args) -> int:
     from sweep.checks import check_group_by, check_study_ran
 
     spec = load_spec(args.spec)
-    uri = tracking_uri_for(spec, args.mlflow_uri)
-    check_study_ran(spec, uri, tracking_field(spec, args.mlflow_uri))  # nothing is created before
-    for other in args.compare or []:
-        other_spec = load_spec(other)
-        check_study_ran(other_spec, tracking_uri_for(other_spec, None), tracking_field(other_spec, None))
-    if args.group_by:
-        check_group_by(uri, spec.experiment, args.group_by)
     if not args.no_figures and args.distance_features != DEFAULT_FEATURES:
         from sweep.languages import feature_sets
 
@@ -234,6 +227,13 @@ def cmd_report(args) -> int:
             print(f"error: --distance-features: {args.distance_features!r} is not a lang2vec feature "
                   f"set; choose from {', '.join(known)}", file=sys.stderr)
             return 2
+    uri = tracking_uri_for(spec, args.mlflow_uri)
+    check_study_ran(spec, uri, tracking_field(spec, args.mlflow_uri))  # nothing is created before
+    for other in args.compare or []:
+        other_spec = load_spec(other)
+        check_study_ran(other_spec, tracking_uri_for(other_spec, None), tracking_field(other_spec, None))
+    if args.group_by:
+        check_group_by(uri, spec.experiment, args.group_by)
     _report(spec, uri, group_by=args.group_by,
             compare=args.compare or [], figures=not args.no_figures, html=not args.no_html,
             distance_features=args.distance_features, distance_metric=args.distance_metric)
