@@ -57,6 +57,8 @@ def processes_of(temp_dir: Path) -> list[psutil.Process]:
     needle = str(temp_dir)
     found = []
     for proc in psutil.process_iter(["cmdline"]):
+        if proc.pid == os.getpid():
+            continue
         try:
             if any(needle in part for part in proc.info["cmdline"] or ()):
                 found.append(proc)
