@@ -237,8 +237,10 @@ class StudyRunner:
         stores have no partial objects). Safe under the study's lease: no other run writes here."""
         if self.paths.remote:
             return
-        leftovers = sorted(self.paths.root.glob("jobs/*/trials/**/*.tmp"), reverse=True)
-        leftovers += sorted(self.paths.root.glob("jobs/*/*.tmp")) + sorted(self.paths.root.glob("*.tmp"))
+        leftovers = [path for pattern in ("*.tmp", "jobs/*/*.tmp", "jobs/*/trials/*/*.tmp",
+                                          "jobs/*/trials/*/resume/*.tmp")
+                     for path in sorted(self.paths.root.glob(pattern))
+                     if not path.name.startswith("lease.json")]  # our own lease's heartbeat writes it
         for path in leftovers:
             if path.is_dir():
                 storage.delete_dir(path)
