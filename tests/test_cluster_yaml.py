@@ -166,6 +166,8 @@ def test_launcher_file_installs_project_and_runs_mlflow_on_head_loopback(path):
     head = _start_commands(config, "head_start_ray_commands")
     assert "mlflow server --host 127.0.0.1 --port 5000" in head
     assert "--backend-store-uri" in head and "--artifacts-destination" in head
+    # Ray Jobs on the head (`sweep submit`) inherit the head's Ray environment: its MLflow server
+    assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 RAY_AUTH_MODE=token ray start --head" in head
 
 
 # ---------------------------------------------------------------- provider specifics
