@@ -406,9 +406,10 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError("", f"line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); "
                             "save the spec as UTF-8", source) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except DuplicateKeyError as exc:
-        raise SpecError(exc.field, str(exc), source) from None
+        _check_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
+    except SpecError as exc:
+        raise SpecError(exc.field, exc.problem, source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -417,29 +418,23 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data, source=source)
 
 
-class DuplicateKeyError(ValueError):
-    def __init__(self, field: str, key: str, first: int, second: int) -> None:
-        self.field = field
-        super().__init__(f"key {key!r} is given twice (lines {first} and {second}); keep one")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
-    keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key: PyYAML's own error follows
-                break
-            if first is not None:
-                field = str(key) if key_node.start_mark.column == 0 else ""
-                raise DuplicateKeyError(field, str(key), first, key_node.start_mark.line + 1)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+def _check_duplicate_keys(node, path: str = "") -> None:
+    """A key given twice in one mapping is an error naming it and both lines (PyYAML would
+    keep the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            here = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise SpecError(here, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one")
+                seen[key] = line
+            _check_duplicate_keys(value, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, f"{path}[{i}]")
 
 
 def parse_spec(data: Any, source: str | None = None) -> Spec:

@@ -51,7 +51,8 @@ def test_duplicate_key_names_the_key_and_both_lines(tmp_path, capsys):
     nested.write_text("name: rough\ntargets: [toy_xnli]\nhyperparameters:\n  target:\n"
                       "    epochs: 1\n    epochs: 2\n")
     assert main(["run", str(nested)]) == 2
-    assert "'epochs' is given twice (lines 5 and 6)" in _one_error_line(capsys)
+    assert "study2.yaml: hyperparameters.target.epochs: key 'epochs' is given twice (lines 5 and 6)" \
+        in _one_error_line(capsys)
     assert _created(tmp_path) == set()
 
 

@@ -387,7 +387,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_spec_file(tmp_path):
-    with pytest.raises(SpecError, match="not found"):
+    with pytest.raises(SpecError, match="is a directory"):
         load_spec(tmp_path)
 
 
