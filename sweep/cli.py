@@ -154,8 +154,11 @@ def _run_leased(args, spec: Spec, plan, uri: str) -> int:
         print(f"error: no space left on device under {spec.storage}: free some space and run the "
               "same command again to resume", file=sys.stderr)
         return 1
-    _report(spec, uri)
+    report = _report(spec, uri)
     print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open {_ui_page(uri, spec)})")
+    from sweep.reading import what_the_table_shows
+
+    print(f"\n{what_the_table_shows(report)}")
     return 1 if summary.count("failed") or summary.count("blocked") else 0
 
 
@@ -213,6 +216,7 @@ def _report(spec: Spec, uri: str, *, group_by: str | None = None, compare: list[
         print(f"report copied to {storage.display(study.root)}/")
     if "html" in paths:
         print(f"HTML report with figures: {Path(paths['html']).resolve().as_uri()}")
+    return report
 
 
 def cmd_report(args) -> int:

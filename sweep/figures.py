@@ -152,20 +152,41 @@ def learning_curve(report: StudyReport, column: str, path: Path) -> Path | None:
 # --------------------------------------------------------------------------- distance scatter
 
 
+class KnownDistances:
+    """``distance`` with its answers remembered, and one log line per language it has none for
+    (not one per cell: every row and target asks again for the same language)."""
+
+    def __init__(self, distance: Callable[[str], float]) -> None:
+        self.distance = distance
+        self.known: dict[str, float] = {}
+        self.missing: set[str] = set()
+
+    def __call__(self, lang: str) -> float | None:
+        if lang in self.missing:
+            return None
+        if lang not in self.known:
+            try:
+                self.known[lang] = float(self.distance(lang))
+            except (KeyError, ValueError) as exc:
+                self.missing.add(lang)
+                log.info("no typological distance for %s (%s); left out of the scatter", lang, exc)
+                return None
+        return self.known[lang]
+
+
 def distance_points(table: LanguageTable, baselines: dict[str, str | None],
                     distance: Callable[[str], float]) -> list[tuple[str, str, float, float]]:
     """(row, language, distance from English, Δ ×100) for every transfer language (not en)
     that has a Δ and a known distance."""
+    if not isinstance(distance, KnownDistances):
+        distance = KnownDistances(distance)
     points = []
     for row, deltas in _language_deltas(table, baselines).items():
         for lang, delta in deltas.items():
             if lang == "en":
                 continue
-            try:
-                d = distance(lang)
-            except (KeyError, ValueError) as exc:
-                log.info("no typological distance for %s (%s); left out of the scatter", lang,
-                         exc)
+            d = distance(lang)
+            if d is None:
                 continue
             # rounded so that equal gains tie exactly in Spearman's ranks despite float noise
             points.append((row, lang, float(d), round(float(delta) * 100, 6)))
@@ -182,12 +203,7 @@ def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], pat
     """Per-language Δ against typological distance from English, with the least-squares line
     and Spearman's ρ (scipy) over all points; needs three points, not all with the same
     distance or the same Δ."""
-    if distance is None:
-        from sweep.languages import typological_distance
-
-        def distance(lang: str) -> float:
-            return typological_distance(lang, "en", feature_set, metric)
-    points = distance_points(table, baselines, distance)
+    points = distance_points(table, baselines, english_distance(distance, feature_set, metric))
     xs = np.array([p[2] for p in points], float)
     ys = np.array([p[3] for p in points], float)
     if len(points) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
@@ -223,6 +239,19 @@ def distance_scatter(table: LanguageTable, baselines: dict[str, str | None], pat
     return _save(fig, path, text), stats
 
 
+def english_distance(distance: Callable[[str], float] | None, feature_set: str,
+                     metric: str) -> KnownDistances:
+    """``distance`` (default: lang2vec's typological distance from English), remembered."""
+    if isinstance(distance, KnownDistances):
+        return distance
+    if distance is None:
+        from sweep.languages import typological_distance
+
+        def distance(lang: str) -> float:
+            return typological_distance(lang, "en", feature_set, metric)
+    return KnownDistances(distance)
+
+
 # --------------------------------------------------------------------------- all figures
 
 
@@ -235,6 +264,7 @@ def write_figures(report: StudyReport, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     stats: dict[str, Any] = {}
+    distance = english_distance(distance, feature_set, metric)  # shared: one log line per language
 
     def attempt(name: str, draw: Callable[[Path], Any]) -> None:
         path = out_dir / f"{name}.png"

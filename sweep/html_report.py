@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import re
 from pathlib import Path
 
 from sweep.breakdowns import class_html, group_html
@@ -28,6 +29,16 @@ figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def inline_markdown(text: str) -> str:
+    """The Markdown report's inline marks as HTML (escaped first): ``**b**`` -> <b>, `` `c` ``
+    -> <code>; the captions are shared with the Markdown report, which keeps the marks."""
+    return _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", _e(text)))
 
 
 def _cell_html(cell: Cell, bold: bool, n_total: int, lower_is_better: bool = False) -> str:
@@ -81,7 +92,7 @@ def _figure(name: str, path: Path) -> str:
 def render_html(report: StudyReport, figures: dict[str, Path] | None = None) -> str:
     """The whole page as a string."""
     parts = [f"<h1>X-STILTs results: {_e(report.study)}</h1>", main_table(report),
-             f'<p class="note">{_e(_legend(report))}</p>', group_html(report)]
+             f'<p class="note">{inline_markdown(_legend(report))}</p>', group_html(report)]
     images = {k: v for k, v in (figures or {}).items() if str(v).endswith(".png")}
     if images:
         parts.append("<h2>Figures</h2>")
