@@ -360,3 +360,15 @@ def test_plan_memory_json_from_a_torch_free_driver(calls):
     assert json.loads(marker) == {"heavy_modules": []}
     (entry,) = json.loads("\n".join(plan_lines))["memory"]
     assert entry["model"] == XL and entry["zero_stage"] == 3 and entry["fits"] is True
+
+
+def test_plan_notes_cpu_offload_that_the_estimate_does_not_need(tmp_path, monkeypatch, capsys):
+    from trainables.presets import GB, PRESETS, estimate_for
+
+    on_gpu = estimate_for(PRESETS[XL], precision="bf16", stage=3, micro_batch=32, seq_len=128)
+    for memory, noted in ((on_gpu.total / GB * 1.2, True), (on_gpu.total / GB * 0.8, False)):
+        change = {**XL_ZERO3_OFFLOAD, "resources": {"cpu": 1, "gpu": 1, "gpu_memory_gb": memory}}
+        text, out = _plan_outputs(tmp_path, monkeypatch, capsys, change)
+        (entry,) = out["memory"]
+        assert (entry["note"] is not None and "fits without CPU offload" in entry["note"]) is noted, entry
+        assert (f"fits without CPU offload ({on_gpu.total / GB:.1f} GB per GPU)" in text) is noted

@@ -194,3 +194,24 @@ def test_length_sorted_evaluation_batches_give_each_example_its_own_prediction(t
             return family.predict(task, model, data, tokenizer, batch_size=batch_size, max_length=48)
     batched = predict(16)
     assert len(batched) == 40 and batched == predict(1)
+
+
+@pytest.mark.parametrize("task_name", ["toy_xnli", "toy_pos"])
+def test_numpy_padding_equals_the_hugging_face_collators(task_name, toy_root, small_model):
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    from trainables.families import get_family
+    from trainables.model import build_model
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+
+    task = build_task(task_name, TaskOptions.from_dict({"data_dir": str(toy_root)}, "~/.cache/xstilts"))
+    _, tokenizer = build_model(str(small_model), [task])
+    family = get_family(task.info.family)
+    features = family.featurize(task, task.load_train().select(range(24)), tokenizer, 48)
+    rows = [features[i] for i in range(len(features))]
+    reference = (DataCollatorWithPadding(tokenizer, return_tensors="pt") if task_name == "toy_xnli" else
+                 DataCollatorForTokenClassification(tokenizer, label_pad_token_id=-100, return_tensors="pt"))(rows)
+    ours = family.collator(tokenizer)(rows)
+    assert set(ours) == set(reference)
+    assert all(torch.equal(ours[k], reference[k]) and ours[k].dtype == reference[k].dtype for k in ours)

@@ -19,7 +19,9 @@ def _runs(db: Path, study: str) -> list:
 
 
 def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
-    """A study with a grid search, an eval-only target and one broken target (missing data)."""
+    """A study with a grid search, an eval-only target and one broken target: it diverges (FGM
+    with an embedding perturbation of norm 1e30 turns its loss into NaN at step 2). Missing data,
+    the broken target here before, is now refused before any training (tests/test_fail_fast.py)."""
     spec = write_spec(
         tmp_path / "study.yaml", toy_root, small_model,
         targets=[{"task": "toy_xnli", "languages": ["en", "xs"]},
@@ -28,10 +30,9 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
         hyperparameters={
             "intermediate": {"learning_rate": 5e-4, "epochs": 1, "max_length": 48},
             "target": {"learning_rate": [3e-4, 1e-3], "epochs": 1, "max_length": 48},
+            "tasks": {"toy_pos": {"adversarial": "blowup"}},
         },
-        tasks={"toy_xnli": {"data_dir": str(toy_root)}, "toy_chunk": {"data_dir": str(toy_root)},
-               "toy_tatoeba": {"data_dir": str(toy_root)},
-               "toy_pos": {"data_dir": str(tmp_path / "no-such-dir")}},
+        adversarial={"blowup": {"method": "fgm", "epsilon": 1.0e30}},
         mlflow={"log_checkpoints": True},  # off by default; this test checks the uploaded copy
     )
     proc = run_sweep("run", str(spec), cwd=tmp_path)
@@ -77,10 +78,10 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
 
     failed = by_label["none→toy_pos s1"]
     assert failed.info.status == "FAILED"
-    assert "toy_pos" in failed.data.tags["xstilts.error"] and "no-such-dir" in failed.data.tags["xstilts.error"]
+    assert failed.data.tags["xstilts.error"].startswith("NonFiniteError: loss became nan at step")
 
     report = (tmp_path / "runs" / "e2e" / "report.md").read_text()
-    assert "| none |" in report and "| toy_chunk |" in report and "no-such-dir" in report
+    assert "| none |" in report and "| toy_chunk |" in report and "NonFiniteError: loss became nan" in report
     assert report in proc.stdout
     # toy_chunk→toy_pos failed: a re-run needs the intermediate checkpoint, so it is kept
     inter_id = by_label["toy_chunk s1"].data.tags["xstilts.job_id"]

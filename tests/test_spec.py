@@ -602,7 +602,8 @@ def test_task_options_and_other_blocks():
 
 def test_existing_local_model_dir_accepted(tmp_path):
     (tmp_path / "my-model").mkdir()
-    assert parse_spec(spec_with(model="./my-model")).model == "./my-model"
+    # resolved at validation: a trial runs in its own working directory, maybe on another node
+    assert parse_spec(spec_with(model="./my-model")).model == str(Path("my-model").resolve())
     assert parse_spec(spec_with(model=str(tmp_path / "my-model"))).model == str(tmp_path / "my-model")
     # a hub id is not checked locally
     assert parse_spec(spec_with(model="xlm-roberta-large")).model == "xlm-roberta-large"

@@ -134,7 +134,10 @@ def load_saved_weights(model: MultiTaskModel, directory: str | Path) -> None:
     for f in files:
         state.update(load_file(str(f), device=device))
     missing, unexpected = model.encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
+    # non-persistent buffers (position ids) may be saved (a DeepSpeed consolidation) or not
+    buffers = {name for name, _ in model.encoder.named_buffers()}
+    missing = [k for k in missing if k not in buffers]
+    unexpected = [k for k in unexpected if k not in buffers]
     if missing or unexpected:
         raise RuntimeError(f"{directory}: weights do not fit the model (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]})")

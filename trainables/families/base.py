@@ -78,6 +78,33 @@ def example_lengths(features) -> np.ndarray | None:
     return lengths
 
 
+class PadToLongest:
+    """Dynamic right padding of tokenised rows into int64 tensors, as Hugging Face's
+    ``DataCollatorWithPadding`` / ``DataCollatorForTokenClassification`` pad XLM-R inputs, in
+    numpy (their per-row ``tokenizer.pad`` took most of a batch's collation time).
+
+    List-valued keys are padded to the batch's longest row with ``pad_values[key]`` (default:
+    the tokenizer's pad id for ``input_ids``, else 0); scalar keys become a 1-d tensor.
+    """
+
+    def __init__(self, tokenizer, pad_values: dict[str, int] | None = None) -> None:
+        self.pad_values = {"input_ids": tokenizer.pad_token_id, **(pad_values or {})}
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key in rows[0]:
+            values = [row[key] for row in rows]
+            first = values[0]
+            if not (isinstance(first, (list, tuple, np.ndarray)) or (isinstance(first, torch.Tensor) and first.dim())):
+                out[key] = torch.tensor(values)
+                continue
+            padded = np.full((len(values), max(len(v) for v in values)), self.pad_values.get(key, 0), dtype=np.int64)
+            for i, v in enumerate(values):
+                padded[i, :len(v)] = v
+            out[key] = torch.from_numpy(padded)
+        return out
+
+
 def longest_first(features) -> np.ndarray | None:
     """Row order for evaluation batches, longest first: batches of similar lengths pad little
     (and the largest comes first, so a batch too big for the GPU fails at once). None when

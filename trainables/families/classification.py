@@ -5,9 +5,8 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding
 
-from trainables.families.base import Family, cached_map, in_order, longest_first
+from trainables.families.base import Family, PadToLongest, cached_map, in_order, longest_first
 from trainables.tasks.base import Task
 
 
@@ -41,7 +40,7 @@ class Classification(Family):
         return cached_map(data, encode, tokenizer=tokenizer, family=self.name, max_length=max_length)
 
     def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        return PadToLongest(tokenizer)
 
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         return ClassificationHead(hidden_size, len(task.labels), dropout)

@@ -16,9 +16,8 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding
 
-from trainables.families.base import Family, cached_map, in_order, longest_first
+from trainables.families.base import Family, PadToLongest, cached_map, in_order, longest_first
 from trainables.metrics.qa import SQUAD_V1, SQUAD_V2, Normalizer, qa_scores, squad_tokens
 from trainables.metrics.qa_spans import Window, best_answer, max_context
 from trainables.tasks.base import Task
@@ -185,7 +184,7 @@ class QuestionAnswering(Family):
                           layout=_LAYOUT)
 
     def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        return PadToLongest(tokenizer)
 
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         return SpanHead(hidden_size)

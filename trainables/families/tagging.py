@@ -15,9 +15,8 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorForTokenClassification
 
-from trainables.families.base import Family, cached_map, in_order, longest_first
+from trainables.families.base import Family, PadToLongest, cached_map, longest_first
 from trainables.metrics.tagging import span_f1
 from trainables.tasks.base import Task
 
@@ -112,8 +111,7 @@ class Tagging(Family):
         return self.windows(task, data, tokenizer, max_length).remove_columns(list(_EVAL_COLUMNS))
 
     def collator(self, tokenizer):
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE,
-                                                  return_tensors="pt")
+        return PadToLongest(tokenizer, {"labels": IGNORE})
 
     def make_head(self, task: Task, hidden_size: int, dropout: float) -> nn.Module:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, len(task.labels)))
