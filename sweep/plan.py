@@ -210,6 +210,24 @@ def _eval_space(spec: Spec, task: str) -> dict:
     return hp_space_dict({n: given[n] for n in EVAL_HYPERPARAMETERS if n in given})
 
 
+def _task_lengths(spec: Spec, tasks: tuple[str, ...]) -> dict[str, int]:
+    """A multi-task entry's per-task ``max_length`` from ``hyperparameters.tasks.<task>`` (fixed
+    values), so SQuAD keeps its 384 tokens next to MNLI's 128; empty for one task (its job space
+    has the override already) or when none is given."""
+    if len(tasks) < 2:
+        return {}
+    out = {}
+    for task in tasks:
+        value = spec.task_hyperparameters.get(task, {}).get("max_length")
+        if isinstance(value, Fixed):
+            out[task] = int(value.value)
+        elif value is not None:
+            raise SpecError(f"hyperparameters.tasks.{task}.max_length",
+                            f"task '{task}' is in the multi-task entry {'+'.join(tasks)}: give one value "
+                            "(its length there is not searched)", spec.source)
+    return out
+
+
 def build_plan(spec: Spec) -> Plan:
     """Intermediate jobs first, then target and eval jobs; ids are content hashes.
 
@@ -234,6 +252,9 @@ def build_plan(spec: Spec) -> Plan:
                 for size in inter_sizes:
                     options = _task_options(spec, tasks, size)
                     settings, extra = _settings(spec, "intermediate", inter_space)
+                    lengths = _task_lengths(spec, tasks)
+                    if lengths:  # a multi-task entry encodes each task at its own max_length
+                        settings["task_max_length"] = extra["task_max_length"] = lengths
                     ident = {"v": PLAN_FORMAT, "stage": "intermediate", "model": spec.model,
                              "tasks": list(tasks), "hp": inter_space,
                              "search": _search_identity(spec, inter_space), "seed": seed,

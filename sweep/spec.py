@@ -107,6 +107,11 @@ HP_RULES: dict[str, HPRule] = {
     "max_grad_norm": HPRule(float, low=0, low_inclusive=False),
     "grad_accumulation": HPRule(int, low=1),
     "max_steps": HPRule(int, low=1),
+    # validation within epochs and early stopping (trainables.train.TrainSettings); no default
+    # here: a spec that leaves them out keeps its job ids
+    "eval_every_steps": HPRule(int, low=1),
+    "eval_examples": HPRule(int, low=1),
+    "patience": HPRule(int, low=1),
 }
 
 HP_DEFAULTS: dict[str, Any] = {

@@ -215,3 +215,58 @@ def test_numpy_padding_equals_the_hugging_face_collators(task_name, toy_root, sm
     ours = family.collator(tokenizer)(rows)
     assert set(ours) == set(reference)
     assert all(torch.equal(ours[k], reference[k]) and ours[k].dtype == reference[k].dtype for k in ours)
+
+
+def test_validation_every_n_steps_with_patience_stops_early_and_keeps_the_best(tmp_path, toy_root, small_model):
+    """jiant's schedule: validate every N steps on a dev subset; stop after `patience`
+    validations without a better score; the best validation's weights are the ones evaluated."""
+    import json
+
+    from trainables.trial import run_trial
+
+    reports: list[dict] = []
+    hp = {**HP, "epochs": 6, "learning_rate": 3e-3, "eval_every_steps": 3, "eval_examples": 20, "patience": 2}
+    result = run_trial(_target(tmp_path, toy_root, small_model, hparams=hp), report=reports.append)
+    epochs = [r for r in reports if "epoch" in r]
+    steps_per_epoch = -(-240 // 16)                                     # 240 training rows, batch 16
+    assert len(epochs) < 6 and epochs[-1]["train/steps"] < 6 * steps_per_epoch   # stopped early
+    saved = json.loads((tmp_path / "out" / "model" / "xstilts.json").read_text())
+    assert saved["dev_score"] == result["metrics"]["dev/score"] == max(r["dev/best"] for r in epochs)
+
+
+def test_examples_cap_mixes_multi_task_entries_only(tmp_path, toy_root, small_model):
+    from trainables.trial import run_trial
+
+    options = {t: {"data_dir": str(toy_root), "examples_cap": 32} for t in ("toy_xnli", "toy_chunk")}
+    alone = run_trial(_target(tmp_path / "alone", toy_root, small_model, task_options=options,
+                              hparams={**HP, "epochs": 1}))
+    assert alone["steps"] == -(-240 // 16)                             # all 240 rows, not 32
+    both = run_trial({**_target(tmp_path / "both", toy_root, small_model, task_options=options,
+                                hparams={**HP, "epochs": 1}),
+                      "stage": "intermediate", "tasks": ["toy_xnli", "toy_chunk"], "languages": []})
+    assert both["steps"] == 2 * (32 // 16)                              # 32 rows of each task
+
+
+def test_a_multi_task_trial_featurizes_each_task_at_its_own_length(tmp_path, toy_root, small_model, monkeypatch):
+    import trainables.trial as trial
+
+    seen: dict[str, set] = {}
+    real = trial.get_family
+
+    class Recording:
+        def __init__(self, family):
+            self.family = family
+
+        def __getattr__(self, name):
+            return getattr(self.family, name)
+
+        def featurize(self, task, data, tokenizer, max_length):
+            seen.setdefault(task.name, set()).add(max_length)
+            return self.family.featurize(task, data, tokenizer, max_length)
+
+    monkeypatch.setattr(trial, "get_family", lambda name: Recording(real(name)))
+    options = {t: {"data_dir": str(toy_root)} for t in ("toy_chunk", "toy_paraphrase")}
+    trial.run_trial({**_target(tmp_path, toy_root, small_model, task_options=options, hparams={**HP, "epochs": 1}),
+                     "stage": "intermediate", "tasks": ["toy_chunk", "toy_paraphrase"], "languages": [],
+                     "settings": {"task_max_length": {"toy_paraphrase": 24}}})
+    assert seen == {"toy_chunk": {48}, "toy_paraphrase": {24}}

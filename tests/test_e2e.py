@@ -53,12 +53,15 @@ def test_study_runs_records_and_reports(tmp_path, toy_root, small_model):
     job_run_ids = {r.info.run_id for r in jobs}
     # the lr grid gives each xnli job two trials, logged as runs nested under the job run
     assert len(trials) == 2 * 2 and all(r.data.tags["mlflow.parentRunId"] in job_run_ids for r in trials)
+    assert all(r.data.metrics["train/tokens_per_s"] > 0 for r in trials)  # per epoch, from the trial
 
     by_label = {r.info.run_name: r for r in jobs}
     assert set(by_label) == {"toy_chunk s1", "none→toy_xnli s1", "toy_chunk→toy_xnli s1", "none→toy_pos s1",
                              "toy_chunk→toy_pos s1", "none→toy_tatoeba s1", "toy_chunk→toy_tatoeba s1"}
     xnli = by_label["toy_chunk→toy_xnli s1"]
     assert xnli.info.status == "FINISHED"
+    # the hardware the selected trial really used, at a glance in the runs table
+    assert xnli.data.tags["xstilts.device"].startswith("cpu (") and xnli.data.tags["xstilts.precision"] == "fp32"
     for lang in ("en", "xs"):
         assert 0.0 <= xnli.data.metrics[f"toy_xnli/accuracy/{lang}"] <= 1.0
     avg = (xnli.data.metrics["toy_xnli/accuracy/en"] + xnli.data.metrics["toy_xnli/accuracy/xs"]) / 2

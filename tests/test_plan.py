@@ -491,3 +491,21 @@ def test_precision_is_one_top_level_setting_checked_against_the_resources():
     job = gpu.stage("target")[0]
     assert job.settings["precision"] == "fp16" and job.settings["gradient_checkpointing"] is True
     assert "deepspeed" not in job.settings
+
+
+def test_a_multi_task_entry_encodes_each_task_at_its_own_length():
+    multi = ("toy_chunk", "toy_paraphrase")
+    spec = make_spec(hyperparameters={"intermediate": {"max_length": 64},
+                                      "tasks": {"toy_paraphrase": {"max_length": 96}}})
+    plan = plan_of(spec)
+    by_tasks = {j.intermediate: j for j in plan.stage("intermediate") if j.seed == 1}
+    assert by_tasks[multi].settings["task_max_length"] == {"toy_paraphrase": 96}
+    assert by_tasks[("toy_paraphrase",)].hyperparameters["max_length"] == 96     # alone: its job space
+    assert "task_max_length" not in by_tasks[("toy_chunk",)].settings
+    base = {j.intermediate: j.id for j in plan_of(make_spec()).stage("intermediate") if j.seed == 1}
+    assert by_tasks[multi].id != base[multi]                                     # it changes results
+    from sweep.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"hyperparameters.tasks.toy_paraphrase.max_length: .*give one value"):
+        plan_of(make_spec(hyperparameters={"intermediate": {"max_length": 64},
+                                           "tasks": {"toy_paraphrase": {"max_length": [64, 96]}}}))

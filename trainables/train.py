@@ -49,11 +49,17 @@ class TrainSettings:
     grad_accumulation: int
     max_steps: int | None
     seed: int
+    # validation within epochs (jiant's X-STILTs runs: every 1000 steps on 500 dev examples,
+    # patience 30): None = at the end of each epoch only, on the whole dev split, no early stop
+    eval_every_steps: int | None = None
+    eval_examples: int | None = None
+    patience: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict, seed: int) -> "TrainSettings":
+        optional = {"eval_every_steps", "eval_examples", "patience"}
         fields = {f for f in cls.__dataclass_fields__ if f != "seed"}
-        return cls(seed=seed, **{k: values[k] for k in fields})
+        return cls(seed=seed, **{k: values.get(k) if k in optional else values[k] for k in fields})
 
 
 def seed_everything(seed: int) -> None:
@@ -149,7 +155,8 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
           on_epoch_end: Callable[[int, dict, bool, dict], None], resume: dict | None = None,
           step_fn: TrainingStep = plain_step,
           optimization: Callable[[MultiTaskModel, TrainSettings, int], Optimization] = PlainOptimization,
-          mixing: dict[str, Mixing] | None = None, device: torch.device | None = None) -> dict:
+          mixing: dict[str, Mixing] | None = None, device: torch.device | None = None,
+          on_improved: Callable[[int, float], None] | None = None) -> dict:
     """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
 
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
@@ -157,8 +164,15 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     adversarial method), ``optimization`` builds the optimizer side (plain AdamW or DeepSpeed).
     ``device`` (where the model computes) turns on prefetching into pinned memory on CUDA and
     the peak-memory metric. A non-finite loss or dev score raises ``NonFiniteError``.
-    Returns the final summary (best dev score and epoch, the last epoch trained, and the epoch
-    a resumed run continued from).
+
+    Validation (``dev_score``) runs at the end of every epoch and, with ``eval_every_steps``,
+    every that many optimizer steps; ``on_improved(epoch, score)`` is called when one within an
+    epoch improves (the caller saves the model: the epoch end's ``improved`` only says whether
+    the end-of-epoch validation did). After ``patience`` validations without improvement,
+    training stops (that epoch still ends with ``on_epoch_end``).
+    Returns the final summary: best dev score, its epoch and whether the model in memory holds
+    it (``best_is_current``), the last epoch trained, steps, and the epoch a resumed run
+    continued from.
     """
     collators = {n: get_family(tasks[n].info.family).collator(tokenizer) for n in features}
     batches = MultiTaskBatches(features, collators, settings.batch_size, mixing)
@@ -168,19 +182,38 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         total = min(total, settings.max_steps)
     opt = optimization(model, settings, total)
     meter = Throughput(device)
-    start_epoch, best, best_epoch, step = 0, -math.inf, -1, 0
+    track = {"best": -math.inf, "best_epoch": -1, "best_step": -1, "since_best": 0}
+    start_epoch, step = 0, 0
     if resume:
         opt.load_state_dict(resume["optimization"])
-        start_epoch, best, best_epoch, step = (resume["epoch"] + 1, resume["best"],
-                                                resume["best_epoch"], resume["step"])
-        log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, best, best_epoch)
+        start_epoch, step = resume["epoch"] + 1, resume["step"]
+        track.update(best=resume["best"], best_epoch=resume["best_epoch"],
+                     best_step=resume.get("best_step", -1), since_best=resume.get("since_best", 0))
+        log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, track["best"],
+                 track["best_epoch"])
     last_epoch = start_epoch - 1
+
+    def validate(epoch: int) -> tuple[float, bool]:
+        model.eval()
+        score = dev_score()
+        check_finite(score, "dev score", step, epoch)
+        improved = score > track["best"]
+        if improved:
+            track.update(best=score, best_epoch=epoch, best_step=step, since_best=0)
+        else:
+            track["since_best"] += 1
+        return score, improved
+
+    def out_of_patience() -> bool:
+        return bool(settings.patience) and track["since_best"] >= settings.patience
+
+    stopped_early = False
     for epoch in range(start_epoch, settings.epochs):
-        if settings.max_steps and step >= settings.max_steps:
+        if stopped_early or (settings.max_steps and step >= settings.max_steps):
             break
         seed_everything(settings.seed * 1000 + epoch)
         model.train()
-        started, losses, micro = time.time(), [], 0
+        started, losses, micro, validated_at = time.time(), [], 0, None
         meter.start()
         for name, batch in training_batches(batches.epoch(settings.seed, epoch), device):
             meter.add(batch)
@@ -190,6 +223,17 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
             if micro % settings.grad_accumulation == 0:
                 opt.update()
                 step += 1
+                if settings.eval_every_steps and step % settings.eval_every_steps == 0:
+                    score, improved = validate(epoch)
+                    validated_at = (step, score, improved)
+                    log.info("step %d: dev %.4f (best %.4f)", step, score, track["best"])
+                    if improved and on_improved is not None:
+                        on_improved(epoch, score)
+                    model.train()
+                    if out_of_patience():
+                        log.info("no better dev score in %d validations: stopping at step %d", settings.patience, step)
+                        stopped_early = True
+                        break
                 if settings.max_steps and step >= settings.max_steps:
                     break
         if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
@@ -198,21 +242,20 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         if meter.cuda:
             torch.cuda.synchronize(device)
         train_seconds = time.time() - started
-        model.eval()
-        score = dev_score()
-        check_finite(score, "dev score", step, epoch)
-        improved = score > best
-        if improved:
-            best, best_epoch = score, epoch
+        if validated_at is not None and validated_at[0] == step:  # just validated: not twice
+            score, improved = validated_at[1], False
+        else:
+            score, improved = validate(epoch)
+            stopped_early = stopped_early or out_of_patience()
         metrics = {"epoch": epoch + 1, "train/loss": float(np.mean(losses)) if losses else float("nan"),
-                   "dev/score": score, "dev/best": best, "train/steps": step,
+                   "dev/score": score, "dev/best": track["best"], "train/steps": step,
                    "train/epoch_seconds": time.time() - started, **meter.metrics(train_seconds)}
-        log.info("epoch %d: loss %.4f dev %.4f (best %.4f)", epoch + 1, metrics["train/loss"], score, best)
-        state = {"optimization": opt.state_dict(), "epoch": epoch, "best": best,
-                 "best_epoch": best_epoch, "step": step}
+        log.info("epoch %d: loss %.4f dev %.4f (best %.4f)", epoch + 1, metrics["train/loss"], score, track["best"])
+        state = {"optimization": opt.state_dict(), "epoch": epoch, "step": step, **track}
         on_epoch_end(epoch, metrics, improved, state)
         last_epoch = epoch
     # resumed_from_epoch: how many finished epochs a resumed run continued after (None: not resumed)
     # last_epoch: the epoch whose end state the model holds now (-1: none trained)
-    return {"best": best, "best_epoch": best_epoch, "steps": step, "last_epoch": last_epoch,
+    return {"best": track["best"], "best_epoch": track["best_epoch"], "steps": step, "last_epoch": last_epoch,
+            "best_is_current": track["best_step"] == step, "stopped_early": stopped_early,
             "resumed_from_epoch": start_epoch if resume else None}

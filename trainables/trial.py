@@ -332,14 +332,14 @@ def _selected_model(cfg: TrialConfig, model, summary: dict, tasks: dict[str, Tas
     """The model selected on English dev, on the trial's device, ready to evaluate.
 
     Plain and DDP paths keep the trained model: it already holds the selected weights when the
-    best epoch was the last one, else they are loaded into it in place from ``model/``. After
+    last validation was the best one, else they are loaded into it in place from ``model/``. After
     DeepSpeed the engine is gone and the saved weights (16 bit under bf16/fp16 ZeRO-3) are built
     straight on the device in the training precision. Every rank of a multi-worker trial gets
     the model (each evaluates its share of the languages); a rank without ``model/`` in its
     folder (a staging folder of a trial on object storage) downloads it: the last report was a
     barrier after rank 0 had uploaded it.
     """
-    if not deepspeed and summary.get("best_epoch") == summary.get("last_epoch"):
+    if not deepspeed and summary.get("best_is_current"):
         return model
     best_dir = out / "model"
     if not best_dir.is_dir() and storage.is_remote(cfg.output_dir):
@@ -354,7 +354,14 @@ def _selected_model(cfg: TrialConfig, model, summary: dict, tasks: dict[str, Tas
     return model
 
 
-def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) -> float:
+def task_lengths(cfg: TrialConfig, default: int) -> dict[str, int]:
+    """Each task's ``max_length``: a multi-task entry's own per-task lengths, else the job's."""
+    given = cfg.settings.get("task_max_length") or {}
+    return {name: int(given.get(name, default)) for name in cfg.tasks}
+
+
+def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict,
+               lengths: dict[str, int] | None = None) -> float:
     """Mean of each task's main metric on its English dev split (one task: just that metric).
 
     Tasks that only support the others (masked-LM mixing) do not take part unless alone.
@@ -365,7 +372,7 @@ def _dev_score(tasks: dict[str, Task], dev: dict, model, tokenizer, hp: dict) ->
         family = get_family(task.info.family)
         with model.autocast():
             result = family.evaluate(task, model, dev[name], tokenizer, batch_size=hp["eval_batch_size"],
-                                     max_length=hp["max_length"])
+                                     max_length=(lengths or {}).get(name, hp["max_length"]))
         scores.append(result[task.info.main_metric])
     return float(np.mean(scores))
 
@@ -379,7 +386,8 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     data-parallel trial: its shard of the data, its part of the batch, files from rank 0 only.
     """
     settings = TrainSettings.from_dict(cfg.hparams, seed=cfg.seed)
-    features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, settings.max_length)
+    lengths = task_lengths(cfg, settings.max_length)
+    features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, lengths[name])
                 for name, t in tasks.items()}
     is_main = ctx is None or ctx.is_main
     deepspeed_settings = cfg.settings.get("deepspeed")
@@ -405,6 +413,8 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
         return engine["opt"]
 
     dev = {name: t.load("dev", t.info.train_language) for name, t in tasks.items()}  # once, not per epoch
+    if settings.eval_examples:  # validation on the first examples of each dev split (jiant's subset)
+        dev = {name: d.select(range(min(settings.eval_examples, len(d)))) for name, d in dev.items()}
     resume_file = out / "resume" / "state.pt"
     resume = torch.load(resume_file, weights_only=False, map_location=device) if resume_file.is_file() else None
     meta = {"trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage,
@@ -412,27 +422,34 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     mirror = (_Mirror(cfg.output_dir, out, is_main, ranks=ctx.world_size if ctx is not None else 1)
               if storage.is_remote(cfg.output_dir) else None)
 
+    unsent = {"model": False}  # a better model saved since the last upload (object storage)
+
+    def save_best(epoch: int, score: float) -> None:
+        tmp = out / "model.tmp"
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        epoch_meta = {**meta, "epoch": epoch + 1, "dev_score": score}
+        if deepspeed_settings:  # ZeRO partitions: every rank gathers, rank 0 writes
+            from trainables.deepspeed_backend import save_consolidated
+
+            save_consolidated(engine["opt"].engine, model, tokenizer, tmp, epoch_meta)
+        elif is_main:
+            save_model(model, tokenizer, tmp, epoch_meta)
+        if is_main:
+            shutil.rmtree(out / "model", ignore_errors=True)
+            os.replace(tmp, out / "model")
+        unsent["model"] = True
+
     def on_epoch_end(epoch: int, metrics: dict, improved: bool, state: dict) -> None:
         if improved:
-            tmp = out / "model.tmp"
-            if is_main:
-                shutil.rmtree(tmp, ignore_errors=True)
-            epoch_meta = {**meta, "epoch": epoch + 1, "dev_score": metrics["dev/score"]}
-            if deepspeed_settings:  # ZeRO partitions: every rank gathers, rank 0 writes
-                from trainables.deepspeed_backend import save_consolidated
-
-                save_consolidated(engine["opt"].engine, model, tokenizer, tmp, epoch_meta)
-            elif is_main:
-                save_model(model, tokenizer, tmp, epoch_meta)
-            if is_main:
-                shutil.rmtree(out / "model", ignore_errors=True)
-                os.replace(tmp, out / "model")
+            save_best(epoch, metrics["dev/score"])
         if is_main:
             resume_file.parent.mkdir(exist_ok=True)
             torch.save(state, resume_file.with_suffix(".tmp"))
             os.replace(resume_file.with_suffix(".tmp"), resume_file)
         if mirror:
-            mirror.before_report(improved)
+            mirror.before_report(unsent["model"])
+        unsent["model"] = False
         stop = None
         try:
             report(metrics)  # with several ranks: a barrier, so rank 0's files exist after it
@@ -443,11 +460,14 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
         if stop is not None:
             raise stop
 
-    mixing = {name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
+    # examples_cap and probability mix the tasks of a multi-task entry; a task trained alone
+    # uses all of its examples
+    mixing = ({name: Mixing(t.options.examples_cap, t.options.probability) for name, t in tasks.items()}
+              if len(tasks) > 1 else None)
     try:
         return train(model, tasks, features, tokenizer, settings,
-                     dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams),
-                     on_epoch_end=on_epoch_end, resume=resume, mixing=mixing,
+                     dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams, lengths),
+                     on_epoch_end=on_epoch_end, on_improved=save_best, resume=resume, mixing=mixing,
                      step_fn=build_step(adversarial_config(cfg)), optimization=optimization, device=device)
     finally:
         if "opt" in engine:
