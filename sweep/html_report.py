@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from sweep.breakdowns import class_html, group_html
+from sweep.paper_comparison import paper_html
 from sweep.report import (MISSING_MARK, Cell, LanguageTable, StudyReport, _best_rows, _legend,
                           _pct, _signed_pct)
 
@@ -92,7 +93,8 @@ def _figure(name: str, path: Path) -> str:
 def render_html(report: StudyReport, figures: dict[str, Path] | None = None) -> str:
     """The whole page as a string."""
     parts = [f"<h1>X-STILTs results: {_e(report.study)}</h1>", main_table(report),
-             f'<p class="note">{inline_markdown(_legend(report))}</p>', group_html(report)]
+             f'<p class="note">{inline_markdown(_legend(report))}</p>', group_html(report),
+             paper_html(report)]
     images = {k: v for k, v in (figures or {}).items() if str(v).endswith(".png")}
     if images:
         parts.append("<h2>Figures</h2>")

@@ -314,20 +314,30 @@ def _benchmark_scores(metrics: dict[str, float], target: str, main_key: str) -> 
         langs = lists.get(target)
         if langs is None:
             continue
-        have = [scores[lang] for lang in langs if lang in scores]
-        missing = [lang for lang in langs if lang not in scores]
-        if have:
-            out[bench] = {"score": statistics.fmean(have), "missing": missing}
-        elif average is not None:
-            out[bench] = {"score": float(average), "missing": list(langs)}
-        else:
+        value = list_average(scores, langs, average)
+        if value is None:
             log.warning("run %s has no %s scores; %s is left out of %s", main_key, metric,
                         target, bench)
             continue
-        if missing:
-            log.warning("%s: %s lacks %d of its %d languages (%s)", bench, target, len(missing),
-                        len(langs), " ".join(missing))
+        out[bench] = value
+        if value["missing"]:
+            log.warning("%s: %s lacks %d of its %d languages (%s)", bench, target,
+                        len(value["missing"]), len(langs), " ".join(value["missing"]))
     return out
+
+
+def list_average(scores: dict[str, float], langs: Sequence[str],
+                 fallback: float | None = None) -> dict | None:
+    """``{"score", "missing"}``: the mean of per-language ``scores`` over a benchmark's language
+    list and the list's languages they lack. Without any of them, ``fallback`` (an average over
+    unknown languages) with every language missing; None when there is neither."""
+    have = [scores[lang] for lang in langs if lang in scores]
+    missing = [lang for lang in langs if lang not in scores]
+    if have:
+        return {"score": statistics.fmean(have), "missing": missing}
+    if fallback is not None:
+        return {"score": float(fallback), "missing": list(langs)}
+    return None
 
 
 def _per_language(metrics: dict[str, float], target: str, metric: str) -> tuple[dict, dict]:
@@ -771,12 +781,14 @@ def _language_lines(table: LanguageTable, n_total: int) -> list[str]:
 
 
 def render_markdown(report: StudyReport) -> str:
-    """The report as Markdown: header, table, legend, Δ by group, per-language tables, Δ by
-    resource class, then missing cells and failed jobs."""
+    """The report as Markdown: header, table, legend, Δ by group, paper comparison,
+    per-language tables, Δ by resource class, then missing cells and failed jobs."""
     from sweep.breakdowns import class_lines, group_lines
+    from sweep.paper_comparison import paper_lines
 
     lines = [f"# X-STILTs results: {report.study}", "", *_table_lines(report), "",
-             _legend(report), "", *bucc_note(report), *group_lines(report)]
+             _legend(report), "", *bucc_note(report), *group_lines(report),
+             *paper_lines(report)]
     if report.language_tables:
         lines += ["## Per-language scores", "",
                   "Rows: test languages (n = test-set size); columns: intermediate tasks; "
@@ -806,7 +818,7 @@ def write_report(report: StudyReport, out_dir: Path) -> dict[str, Path]:
     for missing values; ``n_tasks`` = "k/N" for benchmark columns) and
     ``report_languages.csv`` (one row per (target, language, row)) into ``out_dir``, plus the
     :mod:`sweep.breakdowns` CSVs that apply (``report_groups.csv``,
-    ``report_resource_classes.csv``)."""
+    ``report_resource_classes.csv``) and the paper comparison's ``report_paper.csv``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
@@ -843,6 +855,9 @@ def write_report(report: StudyReport, out_dir: Path) -> dict[str, Path]:
     from sweep.breakdowns import write_breakdowns
 
     paths.update(write_breakdowns(report, out_dir))
+    from sweep.paper_comparison import write_paper
+
+    paths.update(write_paper(report, out_dir))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
