@@ -177,7 +177,8 @@ def _adversarial_used(spec: Spec, space: dict) -> dict:
 def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
     """(what a trial needs to know about how to run, the part of it that changes results)."""
     settings: dict = {"workers": spec.resources.workers, "resources": spec.resources.model_dump(),
-                      "precision": spec.precision, "gradient_checkpointing": spec.gradient_checkpointing}
+                      "precision": spec.precision, "gradient_checkpointing": spec.gradient_checkpointing,
+                      "checkpoint_every_steps": spec.checkpoint_every_steps}
     identity: dict = {}
     if spec.deepspeed is not None and stage != "eval":
         settings["deepspeed"] = spec.deepspeed.model_dump(exclude={"precision", "gradient_checkpointing"})

@@ -313,6 +313,8 @@ class RawSpec(_Block):
     # fp32 on the CPU; fp16 trains with a gradient scaler (GPU only)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
+    # a resume state within epochs every that many optimizer steps (null: about every 5 minutes)
+    checkpoint_every_steps: int | None = Field(None, ge=1)
     # named adversarial-training configurations, used by name in hyperparameters.<phase>.adversarial
     adversarial: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
@@ -378,6 +380,7 @@ class Spec:
     deepspeed: DeepSpeedBlock | None = None
     precision: str = "auto"
     gradient_checkpointing: bool = False
+    checkpoint_every_steps: int | None = None
     adversarial: dict[str, dict] = field(default_factory=dict)
     evaluation: EvaluationBlock = EvaluationBlock()
     keep_intermediate: bool = False
@@ -551,6 +554,7 @@ def _check_semantics(raw: RawSpec, source: str | None) -> Spec:
         tasks=dict(raw.tasks), max_failures=raw.max_failures, source=source,
         train_examples=_check_sizes(raw.train_examples), deepspeed=_check_deepspeed(raw.deepspeed),
         precision=_check_precision(raw.precision, raw.resources), gradient_checkpointing=raw.gradient_checkpointing,
+        checkpoint_every_steps=raw.checkpoint_every_steps,
         adversarial=adversarial, evaluation=_warn_missing_files(_check_evaluation(raw.evaluation), targets),
         keep_intermediate=raw.keep_intermediate, task_hyperparameters=task_hps,
         groups=_check_groups(raw.groups, intermediate),

@@ -270,3 +270,72 @@ def test_a_multi_task_trial_featurizes_each_task_at_its_own_length(tmp_path, toy
                      "stage": "intermediate", "tasks": ["toy_chunk", "toy_paraphrase"], "languages": [],
                      "settings": {"task_max_length": {"toy_paraphrase": 24}}})
     assert seen == {"toy_chunk": {48}, "toy_paraphrase": {24}}
+
+
+def test_a_mid_epoch_resume_state_continues_as_if_never_stopped(toy_root, small_model):
+    """Resume states every 4 optimizer steps (issue 15): training resumed from one taken inside
+    an epoch skips the batches it trained, restores the random generators (dropout), and ends
+    with the same weights and epoch losses as the run that never stopped."""
+    import copy
+    import dataclasses
+
+    from trainables.families import get_family
+    from trainables.model import build_model
+    from trainables.tasks import build_task
+    from trainables.tasks.base import TaskOptions
+    from trainables.train import TrainSettings, seed_everything, train
+
+    task = build_task("toy_xnli", TaskOptions.from_dict({"data_dir": str(toy_root)}, "~/.cache/xstilts"))
+    settings = dataclasses.replace(TrainSettings.from_dict({**HP, "epochs": 2}, seed=3), checkpoint_every_steps=4)
+
+    def run(resume=None):
+        seed_everything(3)
+        model, tokenizer = build_model(str(small_model), [task])
+        features = {"toy_xnli": get_family("classification").featurize(task, task.load_train(), tokenizer, 48)}
+        states, epochs = [], []
+        train(model, {"toy_xnli": task}, features, tokenizer, settings, dev_score=lambda: 0.5,
+              on_epoch_end=lambda e, m, i, s: epochs.append(m), resume=resume,
+              on_checkpoint=lambda state: states.append(copy.deepcopy(state)))
+        return model, states, epochs
+
+    reference, states, epochs = run()
+    assert [s["step"] for s in states] == [4, 8, 12, 16, 20, 24, 28]  # 15 steps an epoch; none at its end (30)
+    mid = states[5]                                                   # epoch 2, step 24
+    assert mid["partial"]["epoch"] == 1 and mid["partial"]["micro"] == 9
+    resumed, _, after = run(resume=mid)
+    assert [m["epoch"] for m in after] == [2]
+    assert after[0]["train/loss"] == pytest.approx(epochs[1]["train/loss"], abs=1e-6)
+    assert after[0]["train/steps"] == epochs[1]["train/steps"] == 30
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_a_trial_killed_mid_epoch_resumes_from_its_last_steps(tmp_path, toy_root, small_model, monkeypatch):
+    import trainables.trial as trial
+
+    settings = {"checkpoint_every_steps": 5}
+    reference = trial.run_trial(_target(tmp_path / "ref", toy_root, small_model, settings=settings))
+    real_train = trial.train
+
+    def killed_after_two_states(*args, on_checkpoint, **kwargs):
+        seen = []
+
+        def checkpoint(state):
+            on_checkpoint(state)
+            seen.append(state["step"])
+            if len(seen) == 2:
+                raise KeyboardInterrupt        # the node is lost right after the state at step 10
+
+        return real_train(*args, on_checkpoint=checkpoint, **kwargs)
+
+    monkeypatch.setattr(trial, "train", killed_after_two_states)
+    config = _target(tmp_path / "killed", toy_root, small_model, settings=settings)
+    with pytest.raises(KeyboardInterrupt):
+        trial.run_trial(config)
+    state = torch.load(tmp_path / "killed" / "out" / "resume" / "state.pt", weights_only=False)
+    assert state["step"] == 10 and state["partial"] == {**state["partial"], "epoch": 0, "micro": 10}
+    monkeypatch.setattr(trial, "train", real_train)
+    reports: list[dict] = []
+    resumed = trial.run_trial(config, report=reports.append)
+    assert [r["epoch"] for r in reports if "epoch" in r] == [1, 2]   # epoch 1 finished from step 10 on
+    assert resumed["metrics"] == pytest.approx(reference["metrics"], abs=1e-6)

@@ -54,12 +54,34 @@ class TrainSettings:
     eval_every_steps: int | None = None
     eval_examples: int | None = None
     patience: int | None = None
+    # resume state within epochs every that many optimizer steps (None: every ~5 minutes of work)
+    checkpoint_every_steps: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict, seed: int) -> "TrainSettings":
-        optional = {"eval_every_steps", "eval_examples", "patience"}
+        optional = {"eval_every_steps", "eval_examples", "patience", "checkpoint_every_steps"}
         fields = {f for f in cls.__dataclass_fields__ if f != "seed"}
         return cls(seed=seed, **{k: values.get(k) if k in optional else values[k] for k in fields})
+
+
+CHECKPOINT_INTERVAL_S = 300.0  # the default mid-epoch resume interval: a lost trial loses minutes
+CALIBRATION_STEPS = 10         # steps timed to turn that interval into a step count
+
+
+def rng_state() -> dict:
+    """Every random generator a training step draws from (dropout, masking, sampling)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def seed_everything(seed: int) -> None:
@@ -126,7 +148,8 @@ class MultiTaskBatches:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def epoch(self, seed: int, epoch: int):
+    def plan(self, seed: int, epoch: int):
+        """The epoch's (task, row indices) batches in order, without collating them."""
         rng = np.random.default_rng([seed, epoch])
         remaining = {name: self._batches(name, rng) for name in self.features}
         if self.probabilities:
@@ -136,13 +159,20 @@ class MultiTaskBatches:
                 name = names[rng.choice(len(names), p=p)]
                 if not remaining[name]:
                     remaining[name] = self._batches(name, rng)
-                yield name, self._collate(name, remaining[name].pop(0))
+                yield name, remaining[name].pop(0)
             return
         while any(remaining.values()):
             names = [n for n, b in remaining.items() if b]
             weights = np.array([len(remaining[n]) for n in names], dtype=float)
             name = names[rng.choice(len(names), p=weights / weights.sum())]
-            yield name, self._collate(name, remaining[name].pop(0))
+            yield name, remaining[name].pop(0)
+
+    def epoch(self, seed: int, epoch: int, skip: int = 0):
+        """Collated batches of the epoch; ``skip`` leaves out (and does not collate) the first
+        ones, which a run resumed from a mid-epoch state has trained on already."""
+        for i, (name, idx) in enumerate(self.plan(seed, epoch)):
+            if i >= skip:
+                yield name, self._collate(name, idx)
 
     def _collate(self, name: str, idx: np.ndarray):
         # one batched read of the rows: a select() and row-by-row reads cost ten times as much
@@ -156,7 +186,9 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
           step_fn: TrainingStep = plain_step,
           optimization: Callable[[MultiTaskModel, TrainSettings, int], Optimization] = PlainOptimization,
           mixing: dict[str, Mixing] | None = None, device: torch.device | None = None,
-          on_improved: Callable[[int, float], None] | None = None) -> dict:
+          on_improved: Callable[[int, float], None] | None = None,
+          on_checkpoint: Callable[[dict], None] | None = None,
+          agree: Callable[[int], int] = lambda value: value) -> dict:
     """Train for ``settings.epochs``; ``on_epoch_end(epoch, metrics, improved, state)`` after each.
 
     ``state`` is everything needed to resume (weights, optimizer, scheduler, best score); the
@@ -170,6 +202,12 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     epoch improves (the caller saves the model: the epoch end's ``improved`` only says whether
     the end-of-epoch validation did). After ``patience`` validations without improvement,
     training stops (that epoch still ends with ``on_epoch_end``).
+
+    ``on_checkpoint(state)`` receives a resume state within an epoch every
+    ``checkpoint_every_steps`` optimizer steps (default: the step count of about
+    ``CHECKPOINT_INTERVAL_S``, timed over the first steps and made the same on every rank by
+    ``agree``, rank 0's value). Resumed from such a state, the epoch skips the batches it trained
+    and restores the random generators, so it goes on as if it had not stopped.
     Returns the final summary: best dev score, its epoch and whether the model in memory holds
     it (``best_is_current``), the last epoch trained, steps, and the epoch a resumed run
     continued from.
@@ -184,14 +222,19 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
     meter = Throughput(device)
     track = {"best": -math.inf, "best_epoch": -1, "best_step": -1, "since_best": 0}
     start_epoch, step = 0, 0
+    partial = (resume or {}).get("partial")  # a state saved within an epoch
     if resume:
         opt.load_state_dict(resume["optimization"])
         start_epoch, step = resume["epoch"] + 1, resume["step"]
         track.update(best=resume["best"], best_epoch=resume["best_epoch"],
                      best_step=resume.get("best_step", -1), since_best=resume.get("since_best", 0))
-        log.info("resuming at epoch %d (best dev %.4f at epoch %d)", start_epoch, track["best"],
-                 track["best_epoch"])
+        log.info("resuming at epoch %d%s (best dev %.4f at epoch %d)", start_epoch,
+                 f", step {step}" if partial else "", track["best"], track["best_epoch"])
     last_epoch = start_epoch - 1
+    every = settings.checkpoint_every_steps if on_checkpoint is not None else None
+    calibrate = on_checkpoint is not None and every is None
+    per_epoch = batches.steps_per_epoch()
+    first_step, timer = step, time.time()
 
     def validate(epoch: int) -> tuple[float, bool]:
         model.eval()
@@ -214,8 +257,11 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
         seed_everything(settings.seed * 1000 + epoch)
         model.train()
         started, losses, micro, validated_at = time.time(), [], 0, None
+        if partial is not None and partial["epoch"] == epoch:
+            micro, losses, validated_at = partial["micro"], list(partial["losses"]), partial.get("validated_at")
+            set_rng_state(partial["rng"])
         meter.start()
-        for name, batch in training_batches(batches.epoch(settings.seed, epoch), device):
+        for name, batch in training_batches(batches.epoch(settings.seed, epoch, skip=micro), device):
             meter.add(batch)
             losses.append(step_fn(model, tasks[name], batch, opt.backward))
             check_finite(losses[-1], "loss", step + 1, epoch)  # the step returned a float: no extra sync
@@ -236,6 +282,15 @@ def train(model: MultiTaskModel, tasks: dict[str, Task], features: dict[str, obj
                         break
                 if settings.max_steps and step >= settings.max_steps:
                     break
+                if calibrate and step - first_step == CALIBRATION_STEPS:
+                    seconds = (time.time() - timer) / CALIBRATION_STEPS
+                    every = agree(max(1, round(CHECKPOINT_INTERVAL_S / max(seconds, 1e-6))))
+                    calibrate = False
+                    log.info("resume state every %d steps (about %.0f s of work)", every, every * seconds)
+                if every and step % every == 0 and micro < per_epoch:  # the epoch's end saves its own
+                    on_checkpoint({"optimization": opt.state_dict(), "epoch": epoch - 1, "step": step, **track,
+                                   "partial": {"epoch": epoch, "micro": micro, "losses": list(losses),
+                                               "validated_at": validated_at, "rng": rng_state()}})
         if micro % settings.grad_accumulation:  # flush a partial accumulation at epoch end
             opt.update()
             step += 1

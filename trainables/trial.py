@@ -162,6 +162,14 @@ class _Mirror:
         if self.is_main and self.ranks > 1:
             self._state()
 
+    def checkpoint(self, improved: bool) -> None:
+        """A mid-epoch resume state, mirrored like an epoch's (no report: a barrier of its own
+        orders every rank's checkpoint shards before rank 0's ``state.pt``)."""
+        self.before_report(improved)
+        if self.ranks > 1:
+            torch.distributed.barrier()
+            self.after_report()
+
     def _state(self) -> None:
         state = self.local / "resume" / "state.pt"
         if state.is_file():
@@ -385,7 +393,8 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     ``ctx`` (a ``trainables.distributed.DistributedContext``) makes it one rank of a
     data-parallel trial: its shard of the data, its part of the batch, files from rank 0 only.
     """
-    settings = TrainSettings.from_dict(cfg.hparams, seed=cfg.seed)
+    settings = replace(TrainSettings.from_dict(cfg.hparams, seed=cfg.seed),
+                       checkpoint_every_steps=cfg.settings.get("checkpoint_every_steps"))
     lengths = task_lengths(cfg, settings.max_length)
     features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, lengths[name])
                 for name, t in tasks.items()}
@@ -440,13 +449,24 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
             os.replace(tmp, out / "model")
         unsent["model"] = True
 
-    def on_epoch_end(epoch: int, metrics: dict, improved: bool, state: dict) -> None:
-        if improved:
-            save_best(epoch, metrics["dev/score"])
-        if is_main:
+    def save_state(state: dict) -> None:
+        if is_main:  # only the latest state is kept
             resume_file.parent.mkdir(exist_ok=True)
             torch.save(state, resume_file.with_suffix(".tmp"))
             os.replace(resume_file.with_suffix(".tmp"), resume_file)
+
+    def on_checkpoint(state: dict) -> None:
+        """A resume state within an epoch: saved, and mirrored to object storage (with the
+        better model, if one was saved since the last upload) so a lost trial loses minutes."""
+        save_state(state)
+        if mirror:
+            mirror.checkpoint(unsent["model"])
+        unsent["model"] = False
+
+    def on_epoch_end(epoch: int, metrics: dict, improved: bool, state: dict) -> None:
+        if improved:
+            save_best(epoch, metrics["dev/score"])
+        save_state(state)
         if mirror:
             mirror.before_report(unsent["model"])
         unsent["model"] = False
@@ -467,11 +487,21 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     try:
         return train(model, tasks, features, tokenizer, settings,
                      dev_score=lambda: _dev_score(tasks, dev, model, tokenizer, cfg.hparams, lengths),
-                     on_epoch_end=on_epoch_end, on_improved=save_best, resume=resume, mixing=mixing,
+                     on_epoch_end=on_epoch_end, on_improved=save_best, on_checkpoint=on_checkpoint,
+                     agree=lambda value: _from_rank0(value, ctx), resume=resume, mixing=mixing,
                      step_fn=build_step(adversarial_config(cfg)), optimization=optimization, device=device)
     finally:
         if "opt" in engine:
             engine.pop("opt").close()
+
+
+def _from_rank0(value: int, ctx) -> int:
+    """Rank 0's ``value`` on every rank of a multi-worker trial (a broadcast); as is otherwise."""
+    if ctx is None or ctx.world_size == 1:
+        return value
+    flag = torch.tensor([int(value)], device=ctx.device)
+    torch.distributed.broadcast(flag, src=0)
+    return int(flag.item())
 
 
 def adversarial_config(cfg: TrialConfig) -> dict | None:
