@@ -339,3 +339,27 @@ def test_a_trial_killed_mid_epoch_resumes_from_its_last_steps(tmp_path, toy_root
     resumed = trial.run_trial(config, report=reports.append)
     assert [r["epoch"] for r in reports if "epoch" in r] == [1, 2]   # epoch 1 finished from step 10 on
     assert resumed["metrics"] == pytest.approx(reference["metrics"], abs=1e-6)
+
+
+def test_a_damaged_resume_state_restarts_the_trial_from_scratch(tmp_path, toy_root, small_model, caplog):
+    """A state.pt truncated by a full disk (issue 14): one warning naming it, the trial starts
+    over, and its numbers equal a clean run's."""
+    from trainables.trial import run_trial
+
+    clean = run_trial(_target(tmp_path / "clean", toy_root, small_model))
+
+    def stop_after_first_epoch(metrics):
+        if metrics.get("epoch") == 1:
+            raise KeyboardInterrupt
+
+    config = _target(tmp_path / "damaged", toy_root, small_model)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, report=stop_after_first_epoch)
+    state = tmp_path / "damaged" / "out" / "resume" / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="trainables.trial"):
+        again = run_trial(config)
+    warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(warnings) == 1 and str(state) in warnings[0] and "starts from scratch" in warnings[0]
+    assert again["resumed_from_epoch"] is None
+    assert again["metrics"] == pytest.approx(clean["metrics"], abs=1e-6)

@@ -425,7 +425,7 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     if settings.eval_examples:  # validation on the first examples of each dev split (jiant's subset)
         dev = {name: d.select(range(min(settings.eval_examples, len(d)))) for name, d in dev.items()}
     resume_file = out / "resume" / "state.pt"
-    resume = torch.load(resume_file, weights_only=False, map_location=device) if resume_file.is_file() else None
+    resume = load_resume_state(resume_file, device)
     meta = {"trial_id": cfg.trial_id, "job_id": cfg.job_id, "stage": cfg.stage,
             "tasks": list(cfg.tasks), "seed": cfg.seed, "hparams": cfg.hparams}
     mirror = (_Mirror(cfg.output_dir, out, is_main, ranks=ctx.world_size if ctx is not None else 1)
@@ -493,6 +493,30 @@ def _train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out
     finally:
         if "opt" in engine:
             engine.pop("opt").close()
+
+
+RESUME_FIELDS = ("optimization", "epoch", "step", "best", "best_epoch")
+
+
+def load_resume_state(path: Path, device: torch.device) -> dict | None:
+    """The trial's resume state, or None to start fresh: a damaged one (truncated by a full disk
+    or a killed upload, or pointing at a DeepSpeed checkpoint that is not there) is named in one
+    warning and removed with what it points at, and the trial restarts from scratch."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location=device)
+        if not isinstance(state, dict) or any(k not in state for k in RESUME_FIELDS):
+            raise ValueError(f"not a resume state (fields {sorted(state) if isinstance(state, dict) else type(state).__name__})")
+        tag = state["optimization"].get("tag") if isinstance(state["optimization"], dict) else None
+        if tag is not None and not (path.parent / "deepspeed" / tag).is_dir():
+            raise FileNotFoundError(f"its DeepSpeed checkpoint {tag} is missing")
+        return state
+    except Exception as exc:  # noqa: BLE001 - any unreadable state means the same: start over
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("%s is damaged (%s: %s): the trial starts from scratch", path, type(exc).__name__, reason)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        return None
 
 
 def _from_rank0(value: int, ctx) -> int:
