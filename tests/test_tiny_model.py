@@ -80,7 +80,11 @@ def test_split_into_words_and_word_ids(built):
 
     _, path = built
     tok = AutoTokenizer.from_pretrained(path)
-    words = ["the", "dog", "doesn't", "see", "Paris", "nipun", "."]
+    from trainables.toy.lexicon import LEXICON
+
+    own = next(LEXICON.form("xs", c) for c in ("see", "dog", "cat", "book")
+               if LEXICON.form("xs", c) != c)  # an xs word of its own (not a loanword)
+    words = ["the", "dog", "doesn't", "see", "Paris", own, "."]
     enc = tok(words, is_split_into_words=True)
     word_ids = enc.word_ids()
     assert word_ids[0] is None and word_ids[-1] is None
@@ -135,6 +139,22 @@ def test_generates_missing_data_and_logs_mlm_loss(tmp_path, monkeypatch, caplog)
     assert (path / "config.json").is_file()
     losses = [r.getMessage() for r in caplog.records if "MLM loss" in r.getMessage()]
     assert len(losses) >= 2
+
+
+def test_older_generator_data_is_regenerated_with_its_arguments(tmp_path):
+    """A toy build from an older generator (another lexicon) is rebuilt, same sizes, before the
+    model trains on it: a stale cache_dir must not give a model of a different world."""
+    from trainables.toy.world import GENERATOR_VERSION, read_manifest
+
+    data = write_toy_xtreme(tmp_path / "data", **SMALL_DATA)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["arguments"]["generator_version"] = GENERATOR_VERSION - 1
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    settings = TinyModelSettings(**{**vars(SMALL), "pretrain_steps": 2})
+    ensure_tiny_model(tmp_path / "cache", data, settings)
+    rebuilt = read_manifest(data)["arguments"]
+    assert rebuilt["generator_version"] == GENERATOR_VERSION
+    assert {k: rebuilt[k] for k in SMALL_DATA} == SMALL_DATA
 
 
 def _race(args):

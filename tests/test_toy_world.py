@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainables.toy import NLI_LABELS, SHARED_ANCHORS, TOY_LANGUAGES, lexicon_vocabulary, read_manifest, write_toy_xtreme
+from trainables.toy.lexicon import CONCEPT_POS, CONCEPTS, LEXICON
 
 SMALL = {"n_train": 90, "n_dev": 30, "n_test": 40, "n_corpus": 300}
 DERIVED = [lang for lang in TOY_LANGUAGES if lang != "en"]
@@ -240,16 +241,29 @@ def _words(sentence: str) -> list[str]:
     return re.findall(r"[^\s.,]+", sentence)
 
 
-def test_vocabularies_are_disjoint_except_anchors():
+def test_vocabularies_are_disjoint_except_anchors_and_loanwords():
     en = lexicon_vocabulary("en")
     vocabs = {lang: lexicon_vocabulary(lang) for lang in DERIVED}
     for lang, vocab in vocabs.items():
         assert len(vocab) > 200
-        assert not vocab & en, lang
+        assert vocab & en <= LEXICON.loanwords, lang
         assert not vocab & SHARED_ANCHORS
         for other, other_vocab in vocabs.items():
             if other != lang:
-                assert not vocab & other_vocab
+                assert vocab & other_vocab <= LEXICON.loanwords
+
+
+def test_loanwords_are_english_content_words_closer_languages_borrow_more():
+    content = {name for name, upos, _ in CONCEPTS if upos in ("NOUN", "VERB", "ADJ", "ADV")}
+    borrowed = {lang: {name for name in content if LEXICON.form(lang, name) == LEXICON.form("en", name)}
+                for lang in DERIVED}
+    for lang in DERIVED:  # function words are never borrowed, and plurals are the language's own
+        assert all(LEXICON.form(lang, name) != LEXICON.form("en", name)
+                   for name, upos, _ in CONCEPTS if name not in content)
+        nouns = [n for n in borrowed[lang] if CONCEPT_POS[n] == "NOUN"]
+        assert nouns and all(LEXICON.form(lang, n, "pl") != LEXICON.form("en", n, "pl") for n in nouns)
+    share = {lang: len(names) / len(content) for lang, names in borrowed.items()}
+    assert 0.1 < share["xo"] < share["xv"] < share["xs"] < 0.6, share
 
 
 def test_corpus_words_belong_to_their_language(toy):

@@ -32,7 +32,7 @@ from filelock import FileLock
 logger = logging.getLogger(__name__)
 
 #: bump when the build recipe changes so that old caches are not reused
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R order: ids 0..4
 _MARKER = "tiny_model.json"
 _CORPUS_FILES = ("en.txt", "xs.txt", "xo.txt", "xv.txt", "mixed.txt")
@@ -97,14 +97,15 @@ def ensure_tiny_model(cache_dir: Path, data_root: Path,
     ``data_root`` is a toy XTREME directory; it is generated with default arguments if it has no
     manifest. Concurrent callers serialise on a file lock: one builds, the others wait and reuse.
     """
-    from trainables.toy.world import read_manifest, write_toy_xtreme
+    from trainables.toy.world import GENERATOR_VERSION, read_manifest, write_toy_xtreme
 
     cache_dir = Path(cache_dir)
     data_root = Path(data_root)
     manifest = read_manifest(data_root)
-    if manifest is None:
-        logger.info("no toy data at %s; generating it", data_root)
-        write_toy_xtreme(data_root)
+    arguments = dict((manifest or {}).get("arguments") or {})
+    if manifest is None or arguments.pop("generator_version", None) != GENERATOR_VERSION:
+        logger.info("no current toy data at %s; generating it", data_root)
+        write_toy_xtreme(data_root, **arguments)  # an older generator's build: same arguments
         manifest = read_manifest(data_root)
         if manifest is None:  # pragma: no cover - write_toy_xtreme always writes one
             raise RuntimeError(f"toy data at {data_root} has no manifest")

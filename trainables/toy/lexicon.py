@@ -3,8 +3,9 @@
 English forms are real English words so that English examples read naturally. The derived
 languages (``xs``, ``xo``, ``xv``) get pseudo-words built from a syllable inventory of their own,
 so their sub-words differ from English the way real languages' do. Digits, punctuation and
-proper names are spelled identically everywhere: they are the real-world anchors that
-multilingual pretraining exploits.
+proper names are spelled identically everywhere, and a share of each derived language's content
+words are English loanwords (``xs`` 40%, ``xv`` 30%, ``xo`` 20%: the closer the language, the
+more): they are the real-world anchors that multilingual pretraining exploits.
 
 The lexicon is fixed (generated from constant seeds), independent of the data seed: different
 data seeds sample different sentences from the *same* languages, so models and results stay
@@ -115,18 +116,23 @@ class _Phonology:
     vowels: tuple[str, ...]
     codas: tuple[str, ...]
     plural_suffix: str
+    #: share of content words borrowed from English as they are (loanwords, like "taxi" or
+    #: "hotel" in many languages): real languages share such words and sub-words, and they
+    #: anchor the cross-lingual alignment of multilingual pretraining; the closer the language
+    #: to English, the more it has
+    loan_rate: float = 0.0
 
 
 _PHONOLOGY: dict[str, _Phonology] = {
     # soft CV language: "kamulin", "tisa"
     "xs": _Phonology(("k", "t", "m", "n", "s", "l", "p", "h"), ("a", "i", "u"),
-                     ("", "", "", "n"), "ti"),
+                     ("", "", "", "n"), "ti", 0.4),
     # heavy consonant clusters, o/e vowels: "drokeg", "zorven"
     "xo": _Phonology(("b", "d", "g", "r", "z", "v", "dr", "gr", "br"), ("o", "e", "oe"),
-                     ("", "k", "rg", "n", "v"), "ra"),
+                     ("", "k", "rg", "n", "v"), "ra", 0.2),
     # digraph-rich: "shaiqoux", "thouwee"
     "xv": _Phonology(("f", "w", "y", "ch", "sh", "th", "q", "j"), ("ai", "ou", "ee", "a", "y"),
-                     ("", "", "x", "ll"), "que"),
+                     ("", "", "x", "ll"), "que", 0.3),
 }
 
 
@@ -159,6 +165,8 @@ class Lexicon:
 
     forms: dict[str, dict[tuple[str, str], str]]
     en_synonym_forms: dict[tuple[str, str], tuple[str, ...]]
+    #: English words that some derived language borrowed as they are
+    loanwords: frozenset[str] = frozenset()
 
     def form(self, lang: str, concept: str, variant: str = "") -> str:
         table = self.forms[lang]
@@ -212,12 +220,22 @@ def _build_lexicon() -> Lexicon:
 
     taken: set[str] = set(en.values()) | {a for alts in syn.values() for a in alts}
     taken |= {w.lower() for w in SHARED_ANCHORS}
+    loans: set[str] = set()
     for lang in DERIVED_LANGUAGES:
         ph = _PHONOLOGY[lang]
         rng = random.Random(f"xstilts-toy-lexicon-{lang}")
+        loan_rng = random.Random(f"xstilts-toy-loanwords-{lang}")
         table: dict[tuple[str, str], str] = {}
         for name, upos, _ in CONCEPTS:
             function_word = upos in ("DET", "ADP", "PRON", "CCONJ", "PART")
+            if not function_word and loan_rng.random() < ph.loan_rate:
+                word = en[(name, "")]
+                table[(name, "")] = word
+                loans.add(word)
+                if upos == "NOUN":  # the language's own plural of the borrowed stem
+                    table[(name, "pl")] = word + ph.plural_suffix
+                    taken.add(word + ph.plural_suffix)
+                continue
             for _attempt in range(1000):
                 if function_word:
                     word = _syllable(rng, ph, coda=rng.random() < 0.3)
@@ -236,7 +254,7 @@ def _build_lexicon() -> Lexicon:
                 table[(name, "pl")] = plural
                 taken.add(plural)
         forms[lang] = table
-    return Lexicon(forms=forms, en_synonym_forms=syn)
+    return Lexicon(forms=forms, en_synonym_forms=syn, loanwords=frozenset(loans))
 
 
 LEXICON: Lexicon = _build_lexicon()
