@@ -114,6 +114,9 @@ HP_RULES: dict[str, HPRule] = {
     "patience": HPRule(int, low=1),
 }
 
+# hyperparameters without a default: out of a job's space (and id) unless a spec gives them
+OPTIONAL_HPS = ("eval_every_steps", "eval_examples", "patience")
+
 HP_DEFAULTS: dict[str, Any] = {
     "learning_rate": 2e-5,
     "batch_size": 32,

@@ -27,7 +27,7 @@ def _job_runs(tmp_path) -> dict:
 def test_study_under_deepspeed_zero(tmp_path, toy_root, small_model, stage):
     spec = write_spec(tmp_path / "study.yaml", toy_root, small_model, intermediate=["toy_chunk"],
                       targets=[{"task": "toy_xnli", "languages": ["en", "xs"]}], hyperparameters=HP,
-                      deepspeed={"stage": stage, "precision": "fp32"}, keep_intermediate=True)
+                      deepspeed={"stage": stage}, precision="fp32", keep_intermediate=True)
     proc = run_sweep("run", str(spec), cwd=tmp_path, env={"DS_ACCELERATOR": "cpu"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = _job_runs(tmp_path)
@@ -53,6 +53,6 @@ def test_study_with_two_ray_train_workers_per_trial(tmp_path, toy_root, small_mo
     assert run.data.params["settings.workers"] == "2"
     history = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}").get_metric_history(
         run.info.run_id, "dev/score")
-    # rank 0's reports only: epochs 1 and 2, the trial's final report (3), the job summary (0);
-    # reports of both ranks would double the epoch entries
-    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    # rank 0's reports only: epochs 1 and 2 and the trial's final report (3), where the job's
+    # summary goes too (not again at step 0); reports of both ranks would double the epoch entries
+    assert sorted(m.step for m in history) == [1, 2, 3]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sweep.spec import (
-    HP_DEFAULTS, HP_RULES, NONE_TASK, PHASES, Distribution, Fixed, Grid, SpecError, Target,
+    HP_DEFAULTS, HP_RULES, NONE_TASK, OPTIONAL_HPS, PHASES, Distribution, Fixed, Grid, SpecError, Target,
     load_spec, parse_spec,
 )
 from trainables.tasks import task_info, task_names
@@ -445,7 +445,7 @@ def test_minimal_spec_gets_defaults():
     assert set(spec.hyperparameters) == set(PHASES)
     for phase in PHASES:
         space = spec.hyperparameters[phase]
-        assert set(space) == set(HP_RULES)
+        assert set(space) == set(HP_RULES) - set(OPTIONAL_HPS)   # those stay out unless given
         for name, hp in space.items():
             assert hp == Fixed(HP_DEFAULTS[name])
             # the defaults themselves obey the rules
@@ -465,7 +465,7 @@ def test_given_values_override_only_themselves():
     assert target["learning_rate"] == Fixed(5e-5)
     assert target["max_steps"] == Fixed(None)
     assert inter["learning_rate"] == Fixed(HP_DEFAULTS["learning_rate"])
-    for name in set(HP_RULES) - {"learning_rate", "max_steps"}:
+    for name in set(HP_RULES) - {"learning_rate", "max_steps", *OPTIONAL_HPS}:
         assert target[name] == inter[name] == Fixed(HP_DEFAULTS[name])
 
 
