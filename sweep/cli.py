@@ -261,6 +261,13 @@ def cmd_submit(args) -> int:
 
 
 def cmd_status(args) -> int:
+    if args.spec:  # one study's progress, from its files
+        from sweep.plan import build_plan
+        from sweep.run import progress_lines
+
+        spec = load_spec(args.spec)
+        print("\n".join(progress_lines(spec, build_plan(spec))))
+        return 0
     from sweep.submit import SubmitError, job_address, status_lines
 
     try:
@@ -340,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="run a very large plan (see `sweep run --yes`)")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("status", help="a submitted study's job: its state (or all sweep jobs)")
+    p = sub.add_parser("status", help="a submitted study's job: its state (or all sweep jobs); "
+                                      "with SPEC: that study's jobs done / running / ready / waiting and an ETA")
+    p.add_argument("spec", nargs="?", help="a study spec: its progress per stage, from its storage")
     p.add_argument("--job", help="job id printed by `sweep submit` (default: list sweep jobs)")
     p.add_argument("--address", help=job_server)
     p.set_defaults(func=cmd_status)

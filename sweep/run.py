@@ -15,14 +15,17 @@ the cache dir instead (``<cache_dir>/mlflow/<study>.db``): sqlite cannot live in
 
 A job is complete when ``job.json`` exists; running the same spec again skips it. Within an
 unfinished job, trials with a ``result.json`` are skipped too, and a trial interrupted mid-way
-continues from its last finished epoch. With grid search (the default) all pending trials of a
-stage go to Ray Tune together (in batches, since Tune's driver memory grows with the trial
-count); Optuna search and ASHA run one Tuner per job, because they compare trials of one cell.
+continues from its last finished epoch. The whole study runs as one Ray Tune experiment fed by
+``sweep.scheduler.DagSearcher``: a job's trials are issued once every job it depends on is
+recorded, longest remaining path first (``sweep.costs``), with no stage or batch barrier;
+searched jobs (Optuna, ASHA) run side by side, each with its own search state, and an
+interrupted search continues (``jobs/<id>/search.json`` keeps its trials' values).
 """
 from __future__ import annotations
 
 import errno
 import itertools
+import json
 import logging
 import os
 import time
@@ -37,6 +40,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune import CLIReporter
 
+from sweep.costs import CostModel
 from sweep.plan import Job, Plan, canonical_hash
 from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
@@ -48,7 +52,9 @@ from trainables.tune_entry import tune_trial
 
 log = logging.getLogger(__name__)
 
-TRIALS_PER_TUNER = 400
+MAX_PENDING = 10_000        # pending trials Tune asks the searcher for at most (it bounds them)
+PROGRESS_FILE = "progress.json"
+PROGRESS_EVERY_S = 5.0
 JOB_FILE = "job.json"
 JOB_FIELDS = {"job": dict, "metrics": dict, "hparams": dict, "model_dir": (str, type(None))}
 PLAN_FIELDS = {"jobs": list}
@@ -192,6 +198,13 @@ class StudyRunner:
         self._trial_dirs: dict[str, list[str]] = {}
         self._errored: set[str] = set()
         self._trial_errors: dict[str, str] = {}  # output dir -> Ray's reason, when error.txt is missing
+        self._ended: set[str] = set()            # trial dirs that ended without an error
+        self._last_values: dict[str, float] = {}  # trial dir -> its last search metric (ASHA stops)
+        self._queues: dict = {}
+        self._search: dict[str, dict] = {}
+        self._progress_at = -1e18
+        self.searcher = None
+        self.costs = CostModel.from_dict(self._read_progress().get("costs"))
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
@@ -202,14 +215,14 @@ class StudyRunner:
             self._init_ray()
         self.tracker.start_study(self.plan, self.spec.source, self._study_params())
         try:
-            for stages in (("intermediate",), ("target", "eval")):
-                jobs = [j for j in self.plan.jobs if j.stage in stages]
-                pending = [j for j in jobs if self._needs_run(j)]
-                if pending:
-                    log.info("stage %s: %d of %d jobs to run", "+".join(stages), len(pending), len(jobs))
-                    self._run_jobs(pending)
-                if self.interrupted:
-                    break
+            pending = [j for j in self.plan.jobs if self._needs_run(j)]
+            for stages in (("intermediate",), ("target", "eval")):  # one line per stage; no barrier
+                todo = sum(1 for j in pending if j.stage in stages)
+                if todo:
+                    log.info("stage %s: %d of %d jobs to run", "+".join(stages), todo,
+                             sum(1 for j in self.plan.jobs if j.stage in stages))
+            if pending:
+                self._run_jobs(pending)
             if not self.interrupted and not self.spec.keep_intermediate:
                 self._release_intermediate_checkpoints()
         except KeyboardInterrupt:  # a Ctrl-C outside Tune's own handling: the runs end KILLED
@@ -304,13 +317,6 @@ class StudyRunner:
         if done is not None:
             self.outcomes[job.id] = done
             return False
-        for dep in job.depends_on:
-            dep_outcome = self.outcomes.get(dep)
-            if dep_outcome is None or dep_outcome.status != "finished":
-                reason = f"blocked: intermediate job {dep} did not finish"
-                self.outcomes[job.id] = JobOutcome(job.id, "blocked", error=reason)
-                self.tracker.finish_job(job, status="blocked", error=reason)
-                return False
         return True
 
     def _checkpoint_needed_again(self, job: Job, done: JobOutcome) -> bool:
@@ -356,26 +362,151 @@ class StudyRunner:
                 and any(isinstance(v, dict) for v in job.hyperparameters.values()))
 
     def _run_jobs(self, jobs: list[Job]) -> None:
+        """All pending jobs in one Tune experiment: each job's trials go as soon as the jobs it
+        depends on are recorded (``sweep.scheduler.DagSearcher``)."""
+        from sweep.scheduler import DagSearcher, PerJobScheduler
+
         self._init_ray()  # only when there is something to run: a finished study starts no Ray
-        grid_jobs = [j for j in jobs if not self._searched(j)]
-        searched = [j for j in jobs if self._searched(j)]
-        trials = {j.id: self.grid_trials(j) for j in grid_jobs}
-        self._trial_dirs = {job_id: [t["output_dir"] for t in ts] for job_id, ts in trials.items()}
-        pending = [t for j in grid_jobs for t in trials[j.id] if self._pending(t["output_dir"])]
-        for trial in pending:  # an error left by an earlier run must not end the job early
-            storage.delete_file(storage.join(trial["output_dir"], ERROR_FILE))
-        for start in range(0, len(pending), TRIALS_PER_TUNER):
-            batch = pending[start:start + TRIALS_PER_TUNER]
-            self._fit({"trial": tune.grid_search(batch)}, grid_jobs,
-                      name=f"grid-{canonical_hash([t['trial_id'] for t in batch], 10)}")
-            if self.interrupted:
-                return
-        for job in grid_jobs:  # jobs whose trials had all finished before this run
+        s = self.spec.search
+        self.searcher = DagSearcher(
+            jobs, start_job=self._start_job, demand=lambda job: self._demand,
+            capacity=ray.cluster_resources, on_blocked=self._block, cost_model=self.costs,
+            trials=self._trial_count,
+            concurrency=lambda job: (s.max_concurrent or self._trial_count(job)) if self._searched(job) else 1,
+            max_in_flight=self.max_concurrent, on_change=self._write_progress)
+        scheduler = PerJobScheduler(self._asha_for) if s.scheduler == "asha" else None
+        self._fit(jobs, self.searcher, scheduler)
+        self._write_progress(self.searcher, force=True)
+
+    @property
+    def _demand(self) -> dict[str, float]:
+        from sweep.scheduler import trial_demand
+
+        return trial_demand(self.spec.resources.model_dump())
+
+    def _trial_count(self, job: Job) -> int:
+        s = self.spec.search
+        if self._searched(job) and s.algorithm == "optuna":
+            return s.num_samples
+        return len(grid_points(job.hyperparameters))
+
+    def _asha_for(self, job_id: str):
+        """One ASHA scheduler per searched job: its brackets compare that job's trials only."""
+        from ray.tune.schedulers import ASHAScheduler
+
+        job, s = self.plan.by_id[job_id], self.spec.search
+        if not self._searched(job):
+            return None
+        # a trial reports once per epoch, then once more with its test metrics: that last
+        # report must fall within max_t or ASHA would stop every trial before evaluation
+        epochs = job.hyperparameters.get("epochs", 100)
+        if isinstance(epochs, dict):
+            epochs = max(epochs.get("grid") or epochs.get("values") or [epochs.get("high", 100)])
+        return ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration",
+                             max_t=max(int(epochs) + 1, s.grace_period + 1), grace_period=s.grace_period)
+
+    def _block(self, job: Job) -> None:
+        dep = next((d for d in job.depends_on if self.outcomes.get(d) is None
+                    or self.outcomes[d].status != "finished"), job.depends_on[0])
+        reason = f"blocked: intermediate job {dep} did not finish"
+        log.warning("job %s (%s) %s", job.id, job.label, reason)
+        self.outcomes[job.id] = JobOutcome(job.id, "blocked", error=reason)
+        self._track(job, self.tracker.finish_job, job, status="blocked", error=reason)
+
+    def _start_job(self, job: Job):
+        """The trial queue of a job whose dependencies are recorded (``init_from`` is known now).
+        A job with nothing left to run is recorded at once."""
+        from sweep.scheduler import GridQueue, OptunaQueue
+
+        s = self.spec.search
+        state = self._search_state(job) if self._searched(job) else {}
+        for name, entry in state.items():  # stopped early by ASHA in an earlier run: ended
+            if entry.get("state") == "stopped":
+                self._ended.add(str(self.paths.trial_dir(job.id, name)))
+        if self._searched(job) and s.algorithm == "optuna":
+            known = []
+            for name, entry in sorted(state.items()):
+                out = str(self.paths.trial_dir(job.id, name))
+                result = None if self._pending(out) else read_result(out)
+                if result is not None:
+                    known.append((name, entry["params"], "complete", result["metrics"].get(s.metric)))
+                elif entry.get("state") == "stopped":
+                    known.append((name, entry["params"], "stopped", entry.get("value")))
+                elif storage.is_file(storage.join(out, ERROR_FILE)):
+                    known.append((name, entry["params"], "fail", None))
+                else:
+                    known.append((name, entry["params"], "issued", None))
+            self._trial_dirs[job.id] = [str(self.paths.trial_dir(job.id, k[0])) for k in known]
+            if known:
+                log.info("search of %s (%s) continues: %d of %d trials kept, %d cut off run again",
+                         job.id, job.label, sum(k[2] != "issued" for k in known), s.num_samples,
+                         sum(k[2] == "issued" for k in known))
+            fixed, _ = tune_search_space(job.hyperparameters)
+            queue = OptunaQueue(job.hyperparameters, seed=job.seed, metric=s.metric, mode=s.mode,
+                                num_samples=s.num_samples, max_concurrent=s.max_concurrent, known=known,
+                                make_config=lambda name, params: self._searched_config(job, name, fixed, params),
+                                record=lambda name, params: self._record_issued(job, name, params))
+        else:
+            trials = self.grid_trials(job)
+            self._trial_dirs[job.id] = [t["output_dir"] for t in trials]
+            pending = [t for t in trials if self._pending(t["output_dir"]) and t["output_dir"] not in self._ended]
+            for trial in pending:  # an error left by an earlier run must not end the job early
+                storage.delete_file(storage.join(trial["output_dir"], ERROR_FILE))
+            queue = GridQueue([{"trial": t} for t in pending],
+                              max_concurrent=s.max_concurrent if self._searched(job) else None)
+        self._queues[job.id] = queue
+        if queue.exhausted:  # every trial finished in an earlier run: record the job now
             self.maybe_finish_job(job.id)
-        for job in searched:
-            if self.interrupted:
-                return
-            self._run_searched_job(job)
+        return queue
+
+    def _searched_config(self, job: Job, name: str, fixed: dict, params: dict) -> dict:
+        out = str(self.paths.trial_dir(job.id, name))
+        if out not in self._trial_dirs[job.id]:
+            self._trial_dirs[job.id].append(out)
+        return {"trial": self._base_trial(job, name, {**fixed, **params})}
+
+    def _read_progress(self) -> dict:
+        try:
+            return json.loads(storage.read_text(storage.join(self.paths.root, PROGRESS_FILE)) or "{}")
+        except (ValueError, UnicodeDecodeError, OSError):
+            return {}
+
+    def _search_file(self, job: Job):
+        return storage.join(self.paths.job_dir(job.id), "search.json")
+
+    def _search_state(self, job: Job) -> dict:
+        """``{trial name: {"params", "state", "value"}}`` of a searched job's trials so far."""
+        if job.id not in self._search:
+            location = self._search_file(job)
+            try:
+                text = storage.read_text(location)
+                self._search[job.id] = dict(json.loads(text).get("trials", {})) if text else {}
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                log.warning("%s is damaged: the search of %s starts over", storage.display(location), job.id)
+                self._search[job.id] = {}
+        return self._search[job.id]
+
+    def _record_issued(self, job: Job, name: str, params: dict, state: str = "issued", value=None) -> None:
+        entry = {"params": params, "state": state}
+        if value is not None:
+            entry["value"] = value
+        self._search_state(job)[name] = entry
+        if not self.paths.remote:
+            storage.makedirs(self.paths.job_dir(job.id))
+        storage.write_json(self._search_file(job), {"job_id": job.id, "trials": self._search[job.id]})
+
+    def _write_progress(self, searcher, force: bool = False) -> None:
+        """``progress.json``: jobs per state and stage, jobs running, the refined cost model
+        (``sweep status SPEC`` reads it); at most every few seconds."""
+        now = time.monotonic()
+        if not force and now - self._progress_at < PROGRESS_EVERY_S:
+            return
+        self._progress_at = now
+        running = sorted({job_id for job_id, _, _ in searcher.live.values()})
+        storage.write_json(storage.join(self.paths.root, PROGRESS_FILE),
+                           {"updated": time.time(), "counts": searcher.counts(), "running": running,
+                            "in_flight": len(searcher.live), "capacity": searcher._cap,
+                            "demand": self._demand, "costs": self.costs.to_dict()})
 
     def _pending(self, output_dir: str) -> bool:
         """True unless the trial has a good ``result.json``; a damaged one is named in one
@@ -389,7 +520,8 @@ class StudyRunner:
 
     def maybe_finish_job(self, job_id: str, output_dir: str | None = None, errored: bool = False,
                          error: str | None = None) -> None:
-        """Record a grid job as soon as each of its trials has a result or a final error.
+        """Record a job as soon as each of its trials has a result, a final error, or was
+        stopped early (ASHA), and it will issue no more (a search's ``num_samples``).
 
         A trial counts as failed only once Tune gives up on it (after its retries), not while
         an ``error.txt`` from an attempt that Ray will retry is lying in its folder; or when it
@@ -403,59 +535,38 @@ class StudyRunner:
             self._errored.add(output_dir)
             if error:
                 self._trial_errors[str(output_dir)] = error
+        elif output_dir:
+            self._ended.add(str(output_dir))
+            job = self.plan.by_id.get(job_id)
+            name = storage.basename(output_dir)
+            if job is not None and self._searched(job) and not storage.is_file(storage.join(output_dir, RESULT_FILE)):
+                self._record_issued(job, name, self._search_state(job).get(name, {}).get("params", {}),
+                                    state="stopped", value=self._last_values.get(str(output_dir)))
         dirs = self._trial_dirs.get(job_id)
-        if job_id in self.outcomes or dirs is None:
+        queue = self._queues.get(job_id)
+        if job_id in self.outcomes or dirs is None or queue is None or not queue.exhausted or queue.running:
             return
-        if all(d in self._errored or storage.is_file(storage.join(d, RESULT_FILE)) for d in dirs):
-            self._finish_job(self.plan.by_id[job_id], dirs, nested=len(dirs) > 1)
+        if all(d in self._errored or d in self._ended or storage.is_file(storage.join(d, RESULT_FILE))
+               for d in dirs):
+            job = self.plan.by_id[job_id]
+            self._finish_job(job, dirs, nested=self._nested(job))
+            self._queues.pop(job_id, None)
+            if self.searcher is not None and job_id in self.outcomes:
+                self.searcher.job_done(job_id, self.outcomes[job_id].status == "finished")
 
-    def _run_searched_job(self, job: Job) -> None:
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-        from ray.tune.schedulers import ASHAScheduler
+    def _nested(self, job: Job) -> bool:
+        return self._searched(job) or len(grid_points(job.hyperparameters)) > 1
 
-        s = self.spec.search
-        fixed, domains = tune_search_space(job.hyperparameters)
-        base = self._base_trial(job, "", fixed)
-        base["output_dir"] = str(storage.join(self.paths.job_dir(job.id), "trials"))
-        search_alg = None
-        if s.algorithm == "optuna":
-            search_alg = OptunaSearch(metric=s.metric, mode=s.mode, seed=job.seed)
-            if s.max_concurrent:
-                search_alg = ConcurrencyLimiter(search_alg, max_concurrent=s.max_concurrent)
-        scheduler = None
-        if s.scheduler == "asha":
-            # a trial reports once per epoch, then once more with its test metrics: that last
-            # report must fall within max_t or ASHA would stop every trial before evaluation
-            epochs = fixed.get("epochs") or max(job.hyperparameters["epochs"].get("grid", [100]))
-            scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration",
-                                      max_t=max(int(epochs) + 1, s.grace_period + 1),
-                                      grace_period=s.grace_period)
-        num_samples = s.num_samples if s.algorithm == "optuna" else 1
-        param_space = {"trial": base, "hp": domains if s.algorithm == "optuna" else
-                       {k: tune.grid_search(v["grid"]) for k, v in job.hyperparameters.items()
-                        if isinstance(v, dict) and "grid" in v}}
-        # A search cut off in an earlier run starts over: its partial trials are discarded so
-        # the job's record reflects exactly one search of num_samples trials.
-        storage.delete_dir(storage.join(self.paths.job_dir(job.id), "trials"))
-        self._fit(param_space, [job], name=f"search-{job.id}-{int(time.time())}",
-                  search_alg=search_alg, scheduler=scheduler, num_samples=num_samples)
-        if not self.interrupted:
-            out = storage.join(self.paths.job_dir(job.id), "trials")
-            dirs = [str(storage.join(out, name)) for name in storage.list_dirs(out)]
-            self._finish_job(job, dirs, nested=True)
-
-    def _fit(self, param_space: dict, jobs: list[Job], *, name: str, search_alg=None, scheduler=None,
-             num_samples: int = 1) -> None:
+    def _fit(self, jobs: list[Job], search_alg, scheduler=None) -> None:
         from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
 
         trainable = tune.with_resources(tune_trial, trial_resources(self.spec.resources.cpu,
                                                                     self.spec.resources.gpu))
-        searched = search_alg is not None or scheduler is not None
         callback = TrialMetricsCallback(
             self.tracker, {j.id: j for j in jobs}, on_trial_done=self.maybe_finish_job,
-            nested={j.id: searched or len(grid_points(j.hyperparameters)) > 1 for j in jobs},
-            main_metrics={j.id: _main_metric(j) for j in jobs})
+            nested={j.id: self._nested(j) for j in jobs},
+            main_metrics={j.id: _main_metric(j) for j in jobs}, last_values=self._last_values,
+            search_metric=self.spec.search.metric)
         reporter = CLIReporter(parameter_columns={"trial/label": "job"},
                                metric_columns={"epoch": "epoch", "train/loss": "loss",
                                                "dev/score": "dev"},
@@ -463,19 +574,20 @@ class StudyRunner:
                                max_column_length=48)  # multi-task labels stay readable
         # Ray Tune writes its experiment folders through pyarrow too, given our filesystem
         ray_path, ray_fs = storage.for_ray(storage.join(self.paths.root, "ray"))
-        run_config = RunConfig(name=name, storage_path=ray_path, storage_filesystem=ray_fs,
-                               verbose=self.verbose,
+        run_config = RunConfig(name=f"study-{int(time.time())}", storage_path=ray_path,
+                               storage_filesystem=ray_fs, verbose=self.verbose,
                                failure_config=FailureConfig(max_failures=self.spec.max_failures),
                                callbacks=[callback], progress_reporter=reporter)
-        tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-                                 max_concurrent_trials=self.max_concurrent,
+        # the searcher bounds what is in flight by the cluster's resources; Tune's own limit
+        # only sets how many pending trials it asks the searcher for in one go
+        pending = sum(self._trial_count(j) for j in jobs)
+        tune_config = TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=-1,
+                                 max_concurrent_trials=max(1, min(pending, MAX_PENDING)),
                                  # one worker process serves many trials: torch and
                                  # transformers are imported once, not once per trial
                                  reuse_actors=True,
                                  trial_dirname_creator=lambda t: t.trial_id)
-        tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-        for job in jobs:
-            self.tracker.job_run(job, _main_metric(job))
+        tuner = Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config)
         try:
             grid = tuner.fit()
         except Exception as exc:  # noqa: BLE001 - Tune reading back its own files from a full disk
@@ -488,8 +600,15 @@ class StudyRunner:
             ended = metrics.get("trial_id") in callback.ended or metrics.get("done")
             if result.error is None and not ended:
                 self.interrupted = True
+        if not self.interrupted and search_alg.pending_jobs():
+            self.interrupted = True  # Tune stopped (a Ctrl-C) before every trial was issued
         if self.interrupted:
             log.warning("the sweep was interrupted; run the same command again to resume")
+            return
+        for job in jobs:  # a job whose trials all ended but that nothing recorded (should not happen)
+            if job.id not in self.outcomes and job.id in self._trial_dirs:
+                log.warning("job %s (%s) recorded at the end of the experiment", job.id, job.label)
+                self._finish_job(job, self._trial_dirs[job.id], nested=self._nested(job))
 
     def _finish_job(self, job: Job, trial_dirs: list[str], nested: bool) -> None:
         """Select the best trial on the search metric, record the job, write job.json last."""
@@ -576,3 +695,45 @@ def run_study(spec: Spec, plan: Plan, *, tracking_uri: str, address: str | None 
               max_concurrent: int | None = None, verbose: int = 1) -> RunSummary:
     return StudyRunner(spec, plan, tracking_uri=tracking_uri, address=address,
                        max_concurrent=max_concurrent, verbose=verbose).run()
+
+
+def progress_lines(spec: Spec, plan: Plan) -> list[str]:
+    """``sweep status SPEC``: jobs done / running / ready / waiting per stage (from the study's
+    job records and the driver's ``progress.json``) and an ETA from the cost model (the DAG
+    order simulated on the cluster's slots; a running job counts as not yet started)."""
+    from sweep.simulate import SimJob, simulate_dag
+
+    paths = StudyPaths(spec)
+    try:
+        progress = json.loads(storage.read_text(storage.join(paths.root, PROGRESS_FILE)) or "{}")
+    except (ValueError, UnicodeDecodeError, OSError):
+        progress = {}
+    done = {j.id for j in plan.jobs if storage.is_file(paths.job_file(j.id))}
+    running = set(progress.get("running") or ()) - done
+    rows: dict[str, dict[str, int]] = {}
+    for job in plan.jobs:
+        state = ("done" if job.id in done else "running" if job.id in running else
+                 "ready" if all(d in done for d in job.depends_on) else "waiting")
+        stage = rows.setdefault(job.stage, {"done": 0, "running": 0, "ready": 0, "waiting": 0})
+        stage[state] += 1
+    lines = [f"study {spec.name}: {len(done)} of {len(plan.jobs)} jobs done"]
+    for stage, counts in rows.items():
+        lines.append(f"  {stage:<12} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    costs = CostModel.from_dict(progress.get("costs"))
+    demand = progress.get("demand") or {}
+    capacity = progress.get("capacity") or {}
+    key = "GPU" if demand.get("GPU") else "CPU"
+    slots = max(1, int(capacity.get(key, 0) // (demand.get(key) or 1))) if capacity else 1
+    s = spec.search
+    searched = s.algorithm == "optuna"
+    left = [SimJob(j.id, j.stage, tuple(d for d in j.depends_on if d not in done), costs.seconds(j),
+                   s.num_samples if searched and any(isinstance(v, dict) for v in j.hyperparameters.values())
+                   else len(grid_points(j.hyperparameters)), s.max_concurrent)
+            for j in plan.jobs if j.id not in done]
+    eta = simulate_dag(left, slots) if left else 0.0
+    when = progress.get("updated")
+    lines.append(f"ETA {eta / 3600:.1f} h on {slots} trial slot(s) (cost model"
+                 f"{', refined from finished trials' if costs.ratio else ', not yet refined'})"
+                 + (f"; driver's last progress {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}"
+                    if when else "; no driver has run yet"))
+    return lines

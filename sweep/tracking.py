@@ -317,8 +317,12 @@ class TrialMetricsCallback(tune.Callback):
     for the rest of the batch."""
 
     def __init__(self, tracker: Tracker, jobs: dict[str, Job], nested: dict[str, bool],
-                 main_metrics: dict[str, str], on_trial_done=None):
+                 main_metrics: dict[str, str], on_trial_done=None, last_values: dict | None = None,
+                 search_metric: str | None = None):
         self.tracker = tracker
+        # output dir -> the trial's last value of the search metric (what ASHA stopped it at)
+        self.last_values = last_values if last_values is not None else {}
+        self.search_metric = search_metric
         self.on_trial_done = on_trial_done
         # Tune ids of trials that ended (completed, stopped early by a scheduler, or errored):
         # any other trial left in the result grid was cut off by an interrupt.
@@ -329,11 +333,25 @@ class TrialMetricsCallback(tune.Callback):
         self._epochs_logged: dict[str, set[int]] = {}  # run id -> epochs (steps) in MLflow
         self._keys: dict[str, str] = {}                # Tune trial id -> our trial key
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        """A job's MLflow run is created when its first trial starts (so its duration is the
+        trials' time, not the queue's)."""
+        job = self.jobs.get(trial.config["trial"]["job_id"])
+        if job is None:
+            return
+        try:
+            self.tracker.job_run(job, self.main_metrics.get(job.id))
+        except Exception:  # tracking must never take the sweep down
+            log.exception("could not create the MLflow run of %s", job.label)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         job = self.jobs.get(trial.config["trial"]["job_id"])
         key = result.get("trial_key")
         if job is None or key is None:
             return
+        value = result.get(self.search_metric) if self.search_metric else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.last_values[str(trial.config["trial"].get("output_dir"))] = float(value)
         self._keys[trial.trial_id] = key
         try:
             run_id = self.tracker.trial_run(job, key, self.nested[job.id], self.main_metrics.get(job.id),
