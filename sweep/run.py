@@ -224,6 +224,7 @@ class StudyRunner:
             if pending:
                 self._run_jobs(pending)
             if not self.interrupted and not self.spec.keep_intermediate:
+                self.tracker.wait_for_uploads()  # an upload still reading a checkpoint keeps it
                 self._release_intermediate_checkpoints()
         except KeyboardInterrupt:  # a Ctrl-C outside Tune's own handling: the runs end KILLED
             self.interrupted = True

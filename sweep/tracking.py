@@ -290,8 +290,9 @@ class Tracker:
         """The selected model under ``checkpoint/``; one in object storage goes through a
         temporary local copy."""
         if not storage.is_remote(model_dir):
-            if Path(model_dir).is_dir():
-                self.client.log_artifacts(run_id, model_dir, "checkpoint")
+            if not Path(model_dir).is_dir():  # a tag saying "finished" must mean it is there
+                raise FileNotFoundError(f"{model_dir} is gone")
+            self.client.log_artifacts(run_id, model_dir, "checkpoint")
             return
         import tempfile
 
