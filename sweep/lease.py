@@ -8,8 +8,10 @@ its holder was on this host and that pid is gone, or when its heartbeat is older
 
 How exclusive it is depends on the store:
 
-* local folders and NFS (v3 and later): the lease is created with ``O_CREAT | O_EXCL``, atomic
-  there; a stale one is first renamed aside (only one taker's rename succeeds), then created so.
+* local folders and NFS (v4, or v3 with lockd): acquiring, renewing and releasing happen under an
+  exclusive ``flock`` on ``lease.json.lock``, so reading the lease, judging it stale and writing
+  the new one is one step no other taker can interleave; the record itself is written whole
+  (temporary file, then rename), so a reader never sees a half-written lease.
 * object storage (``s3://``, ``gs://``): pyarrow offers no conditional create, so the lease is
   written, then read back after ``SETTLE_S``: of two drivers starting within that window, the
   later write wins and the other one refuses. Two drivers writing within the same instant can
@@ -18,7 +20,9 @@ How exclusive it is depends on the store:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -67,8 +71,9 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            if (read_lease(self.path) or {}).get("token") == self.token:
-                storage.delete_file(self.path)
+            with _local_lock(self.path):
+                if (read_lease(self.path) or {}).get("token") == self.token:
+                    storage.delete_file(self.path)
         except OSError as exc:  # a full or gone disk must not hide the run's own outcome
             log.warning("could not remove the lease %s: %s", storage.display(self.path), exc)
 
@@ -79,39 +84,12 @@ class Lease:
         self.release()
 
     def _acquire_local(self) -> None:
-        path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                judged = read_lease(path)
-                self._take_over_or_refuse(judged)
-                self._move_aside(path, judged)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self.record, sort_keys=True))
-            return
-        raise LeaseHeld(f"study {self.study}: could not take the lease {path} (another run keeps taking it)")
-
-    def _move_aside(self, path: Path, judged: dict | None) -> None:
-        """Rename the stale lease away (atomic: of several takers, one moves it). What was moved
-        must be the lease judged stale: a taker that was faster may have put its own fresh
-        lease there meanwhile, which goes back (``link`` fails if yet another one is there)."""
-        aside = path.with_name(f"{LEASE_FILE}.stale-{self.token}")
-        try:
-            os.replace(path, aside)
-        except FileNotFoundError:
-            return
-        moved = read_lease(aside)
-        if moved != judged:
-            try:
-                os.link(aside, path)
-            except FileExistsError:
-                pass
-            os.unlink(aside)
-            raise LeaseHeld(_held_message(self.study, moved, self.path))
-        os.unlink(aside)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with _local_lock(self.path):
+            current = read_lease(self.path)
+            if current is not None:
+                self._take_over_or_refuse(current)
+            _write_whole(self.path, self.record)
 
     def _acquire_remote(self) -> None:
         current = read_lease(self.path)
@@ -134,15 +112,43 @@ class Lease:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
-                current = read_lease(self.path) or {}
-                if current.get("token") != self.token:
-                    log.error("study %s: the lease %s is now held by %s; this run no longer owns "
-                              "the study", self.study, storage.display(self.path), _holder(current))
-                    return
-                self.record["heartbeat"] = time.time()
-                storage.write_text(self.path, json.dumps(self.record, sort_keys=True))
+                with _local_lock(self.path):
+                    current = read_lease(self.path) or {}
+                    if current.get("token") != self.token:
+                        log.error("study %s: the lease %s is now held by %s; this run no longer "
+                                  "owns the study", self.study, storage.display(self.path),
+                                  _holder(current))
+                        return
+                    self.record["heartbeat"] = time.time()
+                    _write_whole(self.path, self.record)
             except OSError as exc:  # a full disk: keep trying, the run itself reports it
                 log.warning("could not renew the lease %s: %s", storage.display(self.path), exc)
+
+
+@contextlib.contextmanager
+def _local_lock(path):
+    """Exclusive ``flock`` beside a local lease for one read-judge-write step; nothing on object
+    storage, which has no locks (see the module docstring)."""
+    if storage.is_remote(path):
+        yield
+        return
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_whole(path, record: dict) -> None:
+    """The record in one piece: locally a temporary file of this writer's own, then a rename."""
+    text = json.dumps(record, sort_keys=True)
+    if storage.is_remote(path):
+        storage.write_text(path, text)
+        return
+    tmp = Path(f"{path}.{record['token']}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_lease(path) -> dict | None:

@@ -96,7 +96,9 @@ def test_sweep_run_refuses_while_another_run_holds_the_study(tmp_path, capsys, m
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: study held is being run by host node-7 pid 4242")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["held"]  # no mlflow.db
-    assert sorted(p.name for p in (tmp_path / "runs" / "held").iterdir()) == [LEASE_FILE]
+    # only the holder's lease and the (empty) lock file every run on this study shares
+    assert sorted(p.name for p in (tmp_path / "runs" / "held").iterdir()) == [LEASE_FILE, LEASE_FILE + ".lock"]
+    assert (tmp_path / "runs" / "held" / (LEASE_FILE + ".lock")).stat().st_size == 0
 
 
 from tests.test_object_storage import gcs, s3, store  # noqa: E402,F401 - loopback S3 and GCS servers
