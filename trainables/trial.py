@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +35,7 @@ from trainables.model import build_model, build_on_device, load_saved_weights, r
 from trainables.oom import run_with_oom_retry
 from trainables.adversarial import build_step
 from trainables.distributed import StopRequested
+from trainables.contract import STAGES, TrialConfig  # noqa: F401 - the trial's input
 from trainables.records import ERROR_FILE, RESULT_FILE, perturbation_label, read_result, write_json_atomic
 from trainables.tasks import build_task
 from trainables.tasks.base import Task, TaskOptions
@@ -42,37 +43,6 @@ from trainables.steps import PlainOptimization
 from trainables.train import Mixing, NonFiniteError, TrainSettings, seed_everything, train
 
 log = logging.getLogger(__name__)
-
-STAGES = ("intermediate", "target", "eval")
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    trial_id: str
-    job_id: str
-    stage: str
-    model: str
-    tasks: tuple[str, ...]          # intermediate: the task set; target/eval: (target,)
-    seed: int
-    output_dir: str
-    hparams: dict = field(default_factory=dict)
-    languages: tuple[str, ...] = ()  # target/eval: languages to evaluate
-    init_from: str | None = None     # the intermediate job's model directory, if any
-    task_options: dict = field(default_factory=dict)
-    cache_dir: str = "~/.cache/xstilts"
-    num_threads: int | None = None
-    # how to run: {"deepspeed": {...}, "workers": n, "precision": "auto", "gradient_checkpointing":
-    # bool, "adversarial": {name: config}, "perturbations": [...], "perturbation_seed": s}
-    # (see sweep.plan._settings)
-    settings: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrialConfig":
-        data = dict(data)
-        for key in ("tasks", "languages"):
-            data[key] = tuple(data.get(key, ()))
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
 
 def run_trial(config: dict | TrialConfig, report: Callable[[dict], None] | None = None) -> dict:
     """Run one trial to completion and return its result (also written to result.json)."""
