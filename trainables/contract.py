@@ -42,6 +42,41 @@ class TrialConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task options a spec can set (``tasks: {name: {...}}``); each applies where it says."""
+
+    data_dir: str | None = None
+    train_examples: int | None = None
+    # retrieval tasks: the hidden layer whose pooled states are the sentence embedding
+    # (default: layer 14 of 24 scaled to the model's depth) and the pooling ("mean" or "cls")
+    layer: int | None = None
+    pooling: str = "mean"
+    # multi-task intermediate training: at most this many examples of the task per epoch
+    # (examples-proportional mixing with a cap), or a given sampling probability instead
+    examples_cap: int | None = None
+    probability: float | None = None
+    # extra training data in other languages (translate-train): paths or hub ids of files in the
+    # task's raw schema, appended to the English training split
+    translated_train: tuple[str, ...] = ()
+    # which English training set a target without its own uses (XCOPA: "siqa" or "copa")
+    english_train: str | None = None
+    # dual-encoder retrieval training (LAReQA, Mewsli-X): softmax temperature of in-batch negatives
+    temperature: float | None = None
+    # extractive QA: step between the starts of consecutive windows of a long context, in sub-words
+    doc_stride: int | None = None
+    # masked-LM mixing (task ``mlm``): a text corpus (path or hub id) and its languages
+    corpus: str | None = None
+    corpus_languages: tuple[str, ...] = ()
+    # where generated data (the toy benchmark) and caches live
+    cache_dir: str = "~/.cache/xstilts"
+
+    @classmethod
+    def from_dict(cls, values: dict, cache_dir: str) -> "TaskOptions":
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(cache_dir=cache_dir, **values)
+
+
 # ---------------------------------------------------------------- metric keys
 # A score is logged as ``<task>/<metric>/<language>``; ``avg`` stands for the language average.
 AVERAGE_LANGUAGE = "avg"
