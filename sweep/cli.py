@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sweep.spec import Spec, SpecError, load_spec
+from trainables.contract import Tag, tag
 
 log = logging.getLogger("sweep")
 
@@ -181,7 +182,7 @@ DEFAULT_FEATURES = "syntax_knn"  # the URIEL feature set of the typology scatter
 def default_group_by(spec: Spec) -> str | None:
     """Studies with groups report by group; studies with factors by the first factor's value."""
     if spec.groups:
-        return "xstilts.group"
+        return tag(Tag.GROUP)
     if spec.factors:
         from sweep.spec import Grid
 

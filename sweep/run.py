@@ -45,6 +45,7 @@ from sweep.plan import Job, Plan, canonical_hash
 from sweep.spec import Spec
 from sweep.tracking import Tracker, TrialMetricsCallback
 from trainables import storage
+from trainables.contract import Tag, TrialConfig
 from trainables.tasks import task_info
 from trainables.records import (ERROR_FILE, RESULT_FILE, DamagedRecord, load_result, parse_record,
                                 read_result)
@@ -343,15 +344,16 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ trials
     def _base_trial(self, job: Job, trial_name: str, hparams: dict) -> dict:
+        """What one trial of ``job`` is given, in the plain form Ray Tune carries."""
         init_from = self.outcomes[job.depends_on[0]].model_dir if job.depends_on else None
-        trial_id = f"{job.id}-{trial_name}"
-        return {"trial_id": trial_id, "job_id": job.id, "label": job.label, "stage": job.stage,
-                "model": job.model, "tasks": list(job.tasks), "seed": job.seed,
-                "languages": list(job.languages), "hparams": hparams, "init_from": init_from,
-                "task_options": job.task_options, "cache_dir": self.spec.cache_dir,
-                "settings": job.settings,
-                "num_threads": max(1, int(self.spec.resources.cpu)),
-                "output_dir": str(self.paths.trial_dir(job.id, trial_name))}
+        return TrialConfig(
+            trial_id=f"{job.id}-{trial_name}", job_id=job.id, label=job.label, stage=job.stage,
+            model=job.model, tasks=tuple(job.tasks), seed=job.seed, languages=tuple(job.languages),
+            hparams=hparams, init_from=init_from, task_options=job.task_options,
+            cache_dir=self.spec.cache_dir, settings=job.settings,
+            num_threads=max(1, int(self.spec.resources.cpu)),
+            output_dir=str(self.paths.trial_dir(job.id, trial_name)),
+        ).to_dict()
 
     def grid_trials(self, job: Job) -> list[dict]:
         points = grid_points(job.hyperparameters)  # an eval job's: fixed max_length / eval_batch_size, or {}
@@ -643,8 +645,8 @@ class StudyRunner:
                            hparams=best["hparams"],
                            model_dir=best.get("model_dir") if job.stage != "eval" else None,
                            log_checkpoint=self.spec.mlflow.log_checkpoints,
-                           extra_tags={"best_trial": best["trial_id"], "trials": len(trial_dirs),
-                                       "failed_trials": len(errors), "stopped_trials": len(stopped),
+                           extra_tags={Tag.BEST_TRIAL: best["trial_id"], Tag.TRIALS: len(trial_dirs),
+                                       Tag.FAILED_TRIALS: len(errors), Tag.STOPPED_TRIALS: len(stopped),
                                        **oom_tag(best), **hardware_tags(best)}):
             return
         try:
@@ -679,7 +681,8 @@ class StudyRunner:
 def hardware_tags(result: dict) -> dict[str, str]:
     """What the selected trial really ran on (``cuda:0 NVIDIA H100 80GB HBM3``, ``bf16``): a wrong
     path (a reserved GPU left idle) shows in the MLflow runs table at a glance."""
-    return {k: str(result[k]) for k in ("device", "precision") if result.get(k)}
+    return {name: str(result[key]) for name, key in ((Tag.DEVICE, "device"), (Tag.PRECISION, "precision"))
+            if result.get(key)}
 
 
 def oom_tag(result: dict) -> dict[str, str]:
@@ -688,7 +691,7 @@ def oom_tag(result: dict) -> dict[str, str]:
     retries = result.get("oom_retries") or []
     if not retries:
         return {}
-    return {"oom_retries": "; ".join(f"{r['old_batch_size']}x{r['old_grad_accumulation']} -> "
+    return {Tag.OOM_RETRIES: "; ".join(f"{r['old_batch_size']}x{r['old_grad_accumulation']} -> "
                                      f"{r['new_batch_size']}x{r['new_grad_accumulation']}" for r in retries)}
 
 

@@ -20,10 +20,10 @@ from ray import tune
 
 from sweep.plan import Job, Plan
 from trainables import storage
+from trainables.contract import Tag, tag
 
 log = logging.getLogger(__name__)
 
-PREFIX = "xstilts."
 # Ray adds these to every result; they are progress bookkeeping, not study metrics.
 _TUNE_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid",
               "iterations_since_restore", "time_since_restore", "done"}
@@ -79,8 +79,9 @@ def ui_url(base: str, experiment_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
-def _tag_filter(**tags: str) -> str:
-    return " and ".join(f"tags.`{PREFIX}{k}` = '{v}'" for k, v in tags.items())
+def _tag_filter(tags: dict[str, str]) -> str:
+    """An MLflow search filter for runs carrying all of ``tags`` (short ``Tag`` names)."""
+    return " and ".join(f"tags.`{tag(k)}` = '{v}'" for k, v in tags.items())
 
 
 class Tracker:
@@ -121,15 +122,15 @@ class Tracker:
         self._uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlflow-upload")
 
     # ------------------------------------------------------------------ lookup
-    def _find(self, **tags: str) -> str | None:
-        runs = self.client.search_runs([self.experiment_id], _tag_filter(**tags), max_results=2)
+    def _find(self, tags: dict[str, str]) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], _tag_filter(tags), max_results=2)
         if len(runs) > 1:
             log.warning("several MLflow runs match %s; using the oldest", tags)
             runs = sorted(runs, key=lambda r: r.info.start_time)
         return runs[0].info.run_id if runs else None
 
     def _create(self, name: str, tags: dict[str, str], parent: str | None) -> str:
-        all_tags = {f"{PREFIX}{k}": str(v) for k, v in tags.items()}
+        all_tags = {tag(k): str(v) for k, v in tags.items()}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -137,9 +138,10 @@ class Tracker:
 
     # ------------------------------------------------------------------ study
     def start_study(self, plan: Plan, spec_file: str | None, params: dict[str, Any]) -> str:
-        run_id = self._find(kind="study", study=self.study)
+        identity = {Tag.KIND: "study", Tag.STUDY: self.study}
+        run_id = self._find(identity)
         if run_id is None:
-            run_id = self._create(self.study, {"kind": "study", "study": self.study}, None)
+            run_id = self._create(self.study, identity, None)
             self._log_params(run_id, params)
         else:
             self.client.update_run(run_id, status="RUNNING")
@@ -156,7 +158,7 @@ class Tracker:
         if self.parent_id is None:
             return
         status = "KILLED" if interrupted else ("FAILED" if failed else "FINISHED")
-        self.client.set_tag(self.parent_id, f"{PREFIX}failed_jobs", str(failed))
+        self.client.set_tag(self.parent_id, tag(Tag.FAILED_JOBS), str(failed))
         if interrupted:
             self.kill_open()
         self.client.set_terminated(self.parent_id, status=status)
@@ -166,8 +168,8 @@ class Tracker:
         """Mark every run this process left RUNNING (jobs and trials cut off by Ctrl-C) KILLED."""
         for run_id in sorted(self._open - {self.parent_id}):
             try:
-                if self.client.get_run(run_id).data.tags.get(f"{PREFIX}status") == "running":
-                    self.client.set_tag(run_id, f"{PREFIX}status", "interrupted")
+                if self.client.get_run(run_id).data.tags.get(tag(Tag.STATUS)) == "running":
+                    self.client.set_tag(run_id, tag(Tag.STATUS), "interrupted")
                 self.client.set_terminated(run_id, status="KILLED")
             except Exception as exc:  # noqa: BLE001 - a store that went away: the others still
                 log.warning("could not mark MLflow run %s KILLED: %s", run_id, exc)
@@ -185,14 +187,14 @@ class Tracker:
         """The job's child run: found by its job id, created (with all params) on first use."""
         if job.id in self._job_runs:
             return self._job_runs[job.id]
-        run_id = self._find(kind="job", job_id=job.id)
+        run_id = self._find({Tag.KIND: "job", Tag.JOB_ID: job.id})
         if run_id is None:
-            tags = {"kind": "job", "study": self.study, "job_id": job.id, "stage": job.stage,
-                    "intermediate": job.intermediate_name, "target": job.target or "",
-                    "seed": job.seed, "main_metric": main_metric or "", "status": "running",
-                    "train_examples": "" if job.intermediate_examples is None else job.intermediate_examples,
-                    "target_examples": "" if job.target_examples is None else job.target_examples,
-                    "group": job.group}
+            tags = {Tag.KIND: "job", Tag.STUDY: self.study, Tag.JOB_ID: job.id, Tag.STAGE: job.stage,
+                    Tag.INTERMEDIATE: job.intermediate_name, Tag.TARGET: job.target or "",
+                    Tag.SEED: job.seed, Tag.MAIN_METRIC: main_metric or "", Tag.STATUS: "running",
+                    Tag.TRAIN_EXAMPLES: "" if job.intermediate_examples is None else job.intermediate_examples,
+                    Tag.TARGET_EXAMPLES: "" if job.target_examples is None else job.target_examples,
+                    Tag.GROUP: job.group}
             run_id = self._create(job.label, tags, self.parent_id)
             params = {"model": job.model, "seed": job.seed, "stage": job.stage,
                       "intermediate": job.intermediate_name, "target": job.target or "",
@@ -203,7 +205,7 @@ class Tracker:
             self._log_params(run_id, params)
         else:
             self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, f"{PREFIX}status", "running")
+            self.client.set_tag(run_id, tag(Tag.STATUS), "running")
         self._job_runs[job.id] = run_id
         self._open.add(run_id)
         return run_id
@@ -215,12 +217,12 @@ class Tracker:
         if not nested:
             return job_run
         if trial_key not in self._trial_runs:
-            run_id = self._find(kind="trial", trial_id=trial_key)
+            run_id = self._find({Tag.KIND: "trial", Tag.TRIAL_ID: trial_key})
             if run_id is None:
                 name = hparam_run_name(job.hyperparameters, hparams or {})
                 run_id = self._create(name or f"{job.label} {trial_key.rsplit('-', 1)[-1]}",
-                                      {"kind": "trial", "study": self.study, "job_id": job.id,
-                                       "trial_id": trial_key}, job_run)
+                                      {Tag.KIND: "trial", Tag.STUDY: self.study, Tag.JOB_ID: job.id,
+                                       Tag.TRIAL_ID: trial_key}, job_run)
             else:
                 self.client.update_run(run_id, status="RUNNING")
             self._trial_runs[trial_key] = run_id
@@ -243,14 +245,14 @@ class Tracker:
             self._log_final(run_id, metrics)
         if hparams:
             self._log_params(run_id, {"selected": hparams})
-        tags = {"status": status, **(extra_tags or {})}
+        tags = {Tag.STATUS: status, **(extra_tags or {})}
         if error:
-            tags["error"] = error[:4000]
+            tags[Tag.ERROR] = error[:4000]
         if model_dir:  # where the selected checkpoint is, whether or not MLflow gets a copy
-            tags["checkpoint"] = storage.display(model_dir)
+            tags[Tag.CHECKPOINT] = storage.display(model_dir)
             if log_checkpoint:
-                tags["checkpoint_upload"] = "running"
-        self.client.log_batch(run_id, tags=[RunTag(f"{PREFIX}{k}", str(v)) for k, v in tags.items()])
+                tags[Tag.CHECKPOINT_UPLOAD] = "running"
+        self.client.log_batch(run_id, tags=[RunTag(tag(k), str(v)) for k, v in tags.items()])
         if model_dir and log_checkpoint:
             self._pending.append(self._uploads.submit(self._upload_checkpoint, run_id, model_dir))
         self.client.set_terminated(run_id, status="FINISHED" if status == "finished" else "FAILED")
@@ -275,7 +277,7 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001 - the checkpoint stays where the tag says
             log.warning("could not upload the checkpoint %s to MLflow: %s", storage.display(model_dir), exc)
             state = f"failed: {exc}"[:500]
-        self.client.set_tag(run_id, f"{PREFIX}checkpoint_upload", state)
+        self.client.set_tag(run_id, tag(Tag.CHECKPOINT_UPLOAD), state)
         log.info("checkpoint upload of run %s: %s after %.1f s", run_id, state, time.monotonic() - started)
 
     def wait_for_uploads(self) -> None:
