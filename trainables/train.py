@@ -9,7 +9,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -38,6 +38,10 @@ def check_finite(value: float, what: str, step: int, epoch: int) -> None:
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """The loop's typed view of a trial's hyperparameters: one field per entry of
+    ``trainables.contract.HYPERPARAMETERS`` (names, types and defaults agree; tests/test_contract.py
+    checks it), then the seed and the resume interval, which come from elsewhere."""
+
     learning_rate: float
     batch_size: int
     eval_batch_size: int
@@ -59,9 +63,10 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict, seed: int) -> "TrainSettings":
-        optional = {"eval_every_steps", "eval_examples", "patience", "checkpoint_every_steps"}
-        fields = {f for f in cls.__dataclass_fields__ if f != "seed"}
-        return cls(seed=seed, **{k: values.get(k) if k in optional else values[k] for k in fields})
+        """A trial's hyperparameters: a field with a default (an optional hyperparameter of
+        ``trainables.contract.HYPERPARAMETERS``, a setting) may be absent, every other is given."""
+        return cls(seed=seed, **{f.name: values[f.name] if f.default is MISSING else values.get(f.name, f.default)
+                                 for f in fields(cls) if f.name != "seed"})
 
 
 CHECKPOINT_INTERVAL_S = 300.0  # the default mid-epoch resume interval: a lost trial loses minutes
