@@ -11,7 +11,9 @@ returns the split with its texts perturbed, labels untouched. Family schemas:
 * tagging ``{tokens, tags}``: per-token edits that keep the token count; ``word_order`` moves
   tags with their tokens.
 
-Adding a perturbation = one module here with a ``Perturbation`` subclass under ``@register``.
+Adding a perturbation = one module here with a ``Perturbation`` subclass under ``@register``; a
+model-aware one (``attack``) also overrides ``prepare`` (it gets the evaluated model) and
+``apply`` (it edits whole examples).
 """
 from __future__ import annotations
 
@@ -19,10 +21,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
-from typing import Callable
 
 from trainables.registry import Registry
-from trainables.tasks.base import TaskDataError
 
 PERTURBATIONS = Registry("perturbation", __name__)
 #: class decorator: make a perturbation available by its ``name``
@@ -52,14 +52,18 @@ def _settings(config: dict):
 
 def validate_perturbation(config: dict) -> dict:
     """``{"name": ..., **every setting}``; ``ValueError("<field>: <problem>")`` when invalid."""
-    cls, settings = _settings(config)
+    return _normalised(*_settings(config))
+
+
+def _normalised(cls, settings) -> dict:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
     return {"name": cls.name, **values}
 
 
-def build_perturbation(config: dict, *, language: str):
+def build_perturbation(config: dict, *, language: str, **inputs):
+    """The perturbation a (valid) config names, for ``language``; ``inputs`` go to its constructor."""
     cls, settings = _settings(config)
-    return cls(settings, language=language)
+    return cls(settings, language=language, **inputs)
 
 
 def _files(config: dict) -> dict[str, str]:
@@ -80,99 +84,34 @@ def fixed_files(config: dict) -> dict[str, str]:
     return {field: path for field, path in _files(config).items() if "{language}" not in path}
 
 
-# --- per-family application -------------------------------------------------------------------
-
-def _require(example: dict, fields: tuple[str, ...], family: str) -> None:
-    missing = [f for f in fields if f not in example]
-    if missing:
-        raise TaskDataError(f"perturb: {family} example has no field {missing[0]!r} "
-                            f"(fields: {', '.join(example)})")
-
-
-def _classification(p, example, rng, index):
-    _require(example, ("text_a",), "classification")
-    return {f: p.text(example[f], rng) for f in ("text_a", "text_b") if isinstance(example.get(f), str)}
-
-
-def _multiple_choice(p, example, rng, index):
-    _require(example, ("context", "choices"), "multiple_choice")
-    out = {f: p.text(example[f], rng) for f in ("context", "question") if isinstance(example.get(f), str)}
-    out["choices"] = [p.text(c, rng) for c in example["choices"]]
-    return out
-
-
-def _tagging(p, example, rng, index):
-    _require(example, ("tokens", "tags"), "tagging")
-    tokens, tags = p.tokens(list(example["tokens"]), list(example["tags"]), rng)
-    return {"tokens": tokens, "tags": tags}
-
-
-def _qa(p, example, rng, index):
-    _require(example, ("context", "question", "answers"), "qa")
-    context, answers = example["context"], example["answers"]
-    spans = []
-    for text, start in zip(answers["text"], answers["answer_start"]):
-        if context[start:start + len(text)] != text:
-            raise TaskDataError(f"perturb: qa example {example.get('id', index)}: answers.answer_start "
-                                f"{start} does not point at {text!r}")
-        spans.append((start, start + len(text)))
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    pieces, moved, pos = [], [], 0
-    for start, end in merged:
-        pieces.append(p.text(context[pos:start], rng))
-        moved.append(sum(map(len, pieces)) - start)  # shift of this protected span
-        pieces.append(context[start:end])
-        pos = end
-    pieces.append(p.text(context[pos:], rng))
-    new_starts = []
-    for start, _ in spans:
-        span = next(i for i, (a, b) in enumerate(merged) if a <= start < b or a == start == b)
-        new_starts.append(start + moved[span])
-    return {"question": p.text(example["question"], rng), "context": "".join(pieces),
-            "answers": {**answers, "answer_start": new_starts}}
-
-
-APPLY: dict[str, Callable] = {"classification": _classification, "multiple_choice": _multiple_choice,
-                              "qa": _qa, "tagging": _tagging}
-
-
-def perturb_dataset(data, family: str, config: dict, *, seed: int, language: str,
-                    gold_probability: Callable[[list[dict]], list[float]] | None = None):
+def perturb_dataset(data, family: str, config: dict, *, seed: int, language: str, **inputs):
     """``data`` with every example perturbed; deterministic for (seed, language, example index).
 
-    ``gold_probability`` is needed by (only) the ``attack`` perturbation; see ``attack.py``.
+    ``inputs`` go to the perturbation's constructor: what a model-aware perturbation takes in
+    place of a prepared model (``attack``'s ``gold_probability``; see ``Perturbation.prepare``).
     """
-    normalised = validate_perturbation(config)
-    perturbation = build_perturbation(config, language=language)
+    return apply_perturbation(data, family, build_perturbation(config, language=language, **inputs), seed=seed)
+
+
+def apply_perturbation(data, family: str, perturbation, *, seed: int):
+    """``data`` with every example perturbed by a built (and, if model-aware, prepared)
+    ``perturbation`` in its language."""
+    from trainables.perturb.base import example_rng
+
     if family not in perturbation.families:
         raise ValueError(f"family: perturbation {perturbation.name} does not apply to {family!r} "
                          f"(only {', '.join(perturbation.families)})")
-    name = perturbation.name
-    if name == "attack":
-        if gold_probability is None:
-            raise ValueError("gold_probability: required by the attack perturbation")
-        from trainables.perturb.base import example_rng
+    name, language = perturbation.name, perturbation.language
 
-        def apply(example, index):
-            rng = example_rng(seed, language, index, name)
-            return perturbation.attack(example, rng, gold_probability)
-    else:
-        from trainables.perturb.base import example_rng
+    def apply(example, index):
+        return perturbation.apply(example, family, example_rng(seed, language, index, name), index)
 
-        def apply(example, index):
-            return APPLY[family](perturbation, example, example_rng(seed, language, index, name), index)
-
-    key = json.dumps({"data": data._fingerprint, "config": normalised, "seed": seed,
-                      "language": language, "family": family, "extra": perturbation.fingerprint(),
+    key = json.dumps({"data": data._fingerprint, "config": _normalised(type(perturbation), perturbation.settings),
+                      "seed": seed, "language": language, "family": family, "extra": perturbation.fingerprint(),
                       "v": 1}, sort_keys=True)
     return data.map(apply, with_indices=True, features=data.features,
                     new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32],
-                    load_from_cache_file=name != "attack", desc=f"perturb ({name})")
+                    load_from_cache_file=perturbation.cacheable, desc=f"perturb ({name})")
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -209,5 +148,5 @@ def changed_fraction(original, perturbed, family: str) -> float:
     return changed / total if total else 0.0
 
 
-__all__ = ["PERTURBATIONS", "build_perturbation", "changed_fraction", "fixed_files", "perturb_dataset",
-           "perturbation_names", "register", "validate_perturbation"]
+__all__ = ["PERTURBATIONS", "apply_perturbation", "build_perturbation", "changed_fraction", "fixed_files",
+           "perturb_dataset", "perturbation_names", "register", "validate_perturbation"]

@@ -46,10 +46,28 @@ class AttackSettings:
 
 @register
 class Attack(Perturbation):
+    """Model-aware: ``prepare`` builds ``gold_probability`` from the evaluated model (or one is
+    given to the constructor, as ``perturb_dataset(..., gold_probability=)`` does)."""
+
     name = "attack"
     Settings = AttackSettings
     families = ("classification",)
     files = ("lexicon",)
+    cacheable = False  # the substitutions depend on the model
+
+    def __init__(self, settings, *, language: str, gold_probability: GoldProbability | None = None) -> None:
+        super().__init__(settings, language=language)
+        self.gold_probability = gold_probability
+
+    def prepare(self, model, task, tokenizer, *, max_length: int, batch_size: int) -> None:
+        self.gold_probability = model_gold_probability(model, task, tokenizer, max_length=max_length,
+                                                       batch_size=batch_size)
+
+    def apply(self, example, family, rng, index):
+        if self.gold_probability is None:
+            raise ValueError("gold_probability: required by the attack perturbation (prepare it with "
+                             "a model, or pass gold_probability=)")
+        return self.attack(example, rng, self.gold_probability)
 
     @cached_property
     def table(self) -> dict[str, tuple[str, ...]]:
@@ -103,7 +121,7 @@ class Attack(Perturbation):
         return build(None)
 
     def text(self, text, rng):
-        raise ValueError("attack: needs gold_probability; use perturb_dataset(..., gold_probability=)")
+        raise ValueError("attack: edits whole examples (apply), not single texts")
 
     def tokens(self, tokens, tags, rng):
         raise ValueError("family: the attack supports classification only")

@@ -14,6 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from trainables.perturb.fields import APPLY
 from trainables.tasks.base import TaskDataError
 
 FAMILIES = ("classification", "multiple_choice", "qa", "tagging")
@@ -94,13 +95,21 @@ def file_digest(path: str | Path) -> str:
 
 class Perturbation:
     """One kind of noise. Subclasses set ``name``, ``Settings`` and implement ``text`` and
-    ``tokens``; ``families`` lists the task families it applies to."""
+    ``tokens``; ``families`` lists the task families it applies to.
+
+    A model-aware perturbation (``attack``) overrides ``prepare``, which the trial calls with the
+    model under evaluation, and may override ``apply`` to edit whole examples; it sets
+    ``cacheable = False``, since its output then depends on the model.
+    """
 
     name: ClassVar[str]
     Settings: ClassVar[type]
     families: ClassVar[tuple[str, ...]] = FAMILIES
     #: settings that name a file (a lexicon); ``{language}`` in one is the data's language
     files: ClassVar[tuple[str, ...]] = ()
+    #: whether a perturbed split may be read back from the datasets cache: only when the output
+    #: depends on nothing but the data, the settings and ``fingerprint()``
+    cacheable: ClassVar[bool] = True
 
     def __init__(self, settings: Any, *, language: str) -> None:
         self.settings = settings
@@ -123,6 +132,16 @@ class Perturbation:
     def fingerprint(self) -> str:
         """What, besides the settings, decides the output (a lexicon's content)."""
         return ""
+
+    def prepare(self, model, task, tokenizer, *, max_length: int, batch_size: int) -> None:
+        """Called once per evaluated task and language, before its split is perturbed, with the
+        model being evaluated (``max_length`` and ``batch_size``: its evaluation's). Noise that
+        does not look at the model needs nothing."""
+
+    def apply(self, example: dict, family: str, rng: random.Random, index: int) -> dict:
+        """The changed fields of one example of ``family`` (by default each text field through
+        ``text``, or the tokens through ``tokens``, QA answers kept where they are)."""
+        return APPLY[family](self, example, rng, index)
 
     def text(self, text: str, rng: random.Random) -> str:
         raise NotImplementedError
