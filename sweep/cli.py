@@ -157,7 +157,7 @@ def _run_leased(args, spec: Spec, plan, uri: str) -> int:
         return 1
     report = _report(spec, uri)
     print(f"\nMLflow UI: mlflow ui --backend-store-uri '{uri}'  (then open {_ui_page(uri, spec)})")
-    from sweep.reading import what_the_table_shows
+    from sweep.report.reading import what_the_table_shows
 
     print(f"\n{what_the_table_shows(report)}")
     return 1 if summary.count("failed") or summary.count("blocked") else 0

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from fixtures import xstilts_study_store as fx
-from sweep import figures, html_report, reading
+from sweep.report import figures, html_report, reading
 from sweep import report as rp
 
 EXP = "demo-report"

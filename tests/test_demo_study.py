@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweep import reading
+from sweep.report import reading
 from sweep import report as rp
 from sweep.spec import load_spec
 from tests.conftest import run_sweep

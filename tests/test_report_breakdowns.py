@@ -10,9 +10,9 @@ import mlflow
 import pytest
 
 from fixtures import xstilts_study_store as fx
-from sweep import breakdowns as bd
+from sweep.report import breakdowns as bd
 from sweep import report as rp
-from sweep.html_report import render_html
+from sweep.report.html_report import render_html
 from sweep.languages import language_info
 
 SQ2 = 2 ** 0.5  # sample std of two values a, b is |a - b| / sqrt(2)

@@ -292,7 +292,7 @@ def test_everything_logged_to_parent_run(xt_figs, stores):
 
 
 def test_figure_failure_does_not_lose_report(xt, tmp_path, caplog):
-    from sweep import figures
+    from sweep.report import figures
 
     report, _ = xt
 
@@ -308,7 +308,7 @@ def test_figure_failure_does_not_lose_report(xt, tmp_path, caplog):
 
 @SLOW
 def test_scatter_takes_the_feature_set_and_metric(xt, tmp_path):
-    from sweep import figures
+    from sweep.report import figures
 
     report, _ = xt
     paths = figures.write_figures(report, tmp_path, feature_set="syntax_wals", metric="euclidean")

@@ -8,9 +8,9 @@ from importlib import resources
 
 import pytest
 
-from sweep import paper_comparison as pc
+from sweep.report import paper_comparison as pc
 from sweep import report as rp
-from sweep.html_report import render_html
+from sweep.report.html_report import render_html
 from trainables.languages import TASK_LANGUAGES
 
 APPROX = {"abs": 1e-12}

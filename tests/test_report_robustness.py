@@ -15,7 +15,8 @@ from mlflow.entities import Metric
 from scipy import stats
 
 from sweep import report as rp
-from sweep.robustness import build_robustness, perturbed_scores
+from sweep.report.metrics import perturbed_scores
+from sweep.report.robustness import build_robustness
 
 EXPERIMENT = "robust-test"
 CHAR, ORDER = "char_noise-rate0.1", "word_order-window3"

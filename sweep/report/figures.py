@@ -19,9 +19,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sweep.report import AVERAGE, BASELINE, LanguageTable, StudyReport
+from sweep.report.model import AVERAGE, BASELINE, LanguageTable, StudyReport
 
-log = logging.getLogger(__name__)
+#: named as before the report became a package: logging settings that filter on it still apply
+log = logging.getLogger("sweep.figures")
 
 DPI = 110
 STATS_FILE = "figures.json"

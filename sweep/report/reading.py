@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweep.report import AVERAGE, StudyReport
+from sweep.report.model import AVERAGE, StudyReport
 
 #: an effect counts as more than seed noise above this many seed stds
 NOISE_STDS = 2.0

@@ -1,7 +1,7 @@
 """Report breakdowns of Δ vs baseline: by row group and by the languages' resource class.
 
-Both tables are derived from a built :class:`~sweep.report.StudyReport` and reuse its Δs (the
-main table's ``Cell.delta`` and the per-language tables' ``Cell.delta``), so they can never
+Both tables are derived from a built :class:`~sweep.report.model.StudyReport` and reuse its
+Δs (the main table's ``Cell.delta`` and the per-language tables' ``Cell.delta``), so they can never
 disagree with the tables they summarise; nothing is re-read from MLflow.
 
 - **Δ by group** (:func:`group_table`): one row per group of intermediate rows (the value of
@@ -24,13 +24,13 @@ and nothing is rendered or written for it.
 from __future__ import annotations
 
 import csv
-import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweep.report import (BASELINE, GROUP_SEP, LanguageTable, StudyReport, _md_escape, _pct,
-                          _signed_pct, _stats)
+from sweep.report.formatting import csv_value, md_escape, pct, signed_pct
+from sweep.report.html_formatting import escape
+from sweep.report.model import BASELINE, GROUP_SEP, LanguageTable, StudyReport, mean_std
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ClassTable:
 
 def spread(deltas: list[float]) -> Spread:
     """Mean ± sample std, without inventing a 0.0 spread for a single value."""
-    mean, std = _stats(deltas)
+    mean, std = mean_std(deltas)
     return Spread(mean, std if len(deltas) > 1 else None, len(deltas))
 
 
@@ -164,7 +164,7 @@ def format_spread(s: Spread, n_total: int) -> str:
     """``+1.2 ± 0.4`` in points (×100); ``(n=k)`` when fewer than ``n_total`` contribute."""
     if s.mean is None:
         return NONE_MARK
-    text = _signed_pct(s.mean) + (f" ± {_pct(s.std)}" if s.std is not None else "")
+    text = signed_pct(s.mean) + (f" ± {pct(s.std)}" if s.std is not None else "")
     return text + (f" (n={s.n})" if s.n < n_total else "")
 
 
@@ -191,12 +191,12 @@ def group_lines(report: StudyReport) -> list[str]:
         return []
     by = f" (`{table.group_by}`)" if table.group_by else ""
     lines = ["## Δ by group", "", GROUP_NOTE.format(by=by), "",
-             "| group | rows | " + " | ".join(map(_md_escape, table.columns)) + " |",
+             "| group | rows | " + " | ".join(map(md_escape, table.columns)) + " |",
              "|---|---:|" + "---:|" * len(table.columns)]
     for group in table.groups:
         n = len(table.members[group])
         cells = [format_spread(table.cells[(group, c)], n) for c in table.columns]
-        lines.append(f"| {_md_escape(group)} | {n} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_escape(group)} | {n} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -208,12 +208,12 @@ def class_lines(report: StudyReport) -> list[str]:
     lines = ["## Δ by resource class", "", CLASS_NOTE, ""]
     for t in tables.values():
         heads = [_class_header(c, len(t.languages[c])) for c in t.classes]
-        lines += [f"### {_md_escape(t.target)} ({t.metric or 'main metric'})", "",
+        lines += [f"### {md_escape(t.target)} ({t.metric or 'main metric'})", "",
                   "| intermediate | " + " | ".join(heads) + " |",
                   "|---|" + "---:|" * len(t.classes)]
         for row in t.rows:
             cells = [format_spread(t.cells[(row, c)], len(t.languages[c])) for c in t.classes]
-            lines.append(f"| {_md_escape(row)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md_escape(row)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -221,16 +221,12 @@ def class_lines(report: StudyReport) -> list[str]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _spread_html(s: Spread, n_total: int) -> str:
     if s.mean is None:
         return f'<td class="missing">{NONE_MARK}</td>'
-    css = "delta-neg" if _signed_pct(s.mean).startswith("-") else "delta-pos"
+    css = "delta-neg" if signed_pct(s.mean).startswith("-") else "delta-pos"
     text = format_spread(s, n_total)
-    return f'<td><span class="{css}">{_e(text)}</span></td>'
+    return f'<td><span class="{css}">{escape(text)}</span></td>'
 
 
 def group_html(report: StudyReport) -> str:
@@ -239,13 +235,13 @@ def group_html(report: StudyReport) -> str:
     if table is None:
         return ""
     by = f" (`{table.group_by}`)" if table.group_by else ""
-    head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
+    head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
     body = []
     for group in table.groups:
         n = len(table.members[group])
         cells = "".join(_spread_html(table.cells[(group, c)], n) for c in table.columns)
-        body.append(f"<tr><td>{_e(group)}</td><td>{n}</td>{cells}</tr>")
-    return (f'<h2>Δ by group</h2><p class="note">{_e(GROUP_NOTE.format(by=by))}</p>'
+        body.append(f"<tr><td>{escape(group)}</td><td>{n}</td>{cells}</tr>")
+    return (f'<h2>Δ by group</h2><p class="note">{escape(GROUP_NOTE.format(by=by))}</p>'
             f'<table class="groups"><thead><tr><th>group</th><th>rows</th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
 
@@ -255,25 +251,21 @@ def class_html(report: StudyReport) -> str:
     tables = class_tables(report)
     if not tables:
         return ""
-    parts = ["<h2>Δ by resource class</h2>", f'<p class="note">{_e(CLASS_NOTE)}</p>']
+    parts = ["<h2>Δ by resource class</h2>", f'<p class="note">{escape(CLASS_NOTE)}</p>']
     for t in tables.values():
-        head = "".join(f"<th>{_e(_class_header(c, len(t.languages[c])))}</th>"
+        head = "".join(f"<th>{escape(_class_header(c, len(t.languages[c])))}</th>"
                        for c in t.classes)
-        body = [f"<tr><td>{_e(row)}</td>"
+        body = [f"<tr><td>{escape(row)}</td>"
                 + "".join(_spread_html(t.cells[(row, c)], len(t.languages[c]))
                           for c in t.classes) + "</tr>" for row in t.rows]
-        parts.append(f'<h3>{_e(t.target)} ({_e(t.metric or "main metric")})</h3>'
-                     f'<table class="resource-classes" data-target="{_e(t.target)}"><thead>'
+        parts.append(f'<h3>{escape(t.target)} ({escape(t.metric or "main metric")})</h3>'
+                     f'<table class="resource-classes" data-target="{escape(t.target)}"><thead>'
                      f"<tr><th>intermediate</th>{head}</tr></thead>"
                      f"<tbody>{''.join(body)}</tbody></table>")
     return "".join(parts)
 
 
 # --------------------------------------------------------------------------- CSV
-
-
-def _v(value: float | None) -> str | float:
-    return "" if value is None else value
 
 
 def write_group_csv(table: GroupTable, path: Path) -> Path:
@@ -285,8 +277,8 @@ def write_group_csv(table: GroupTable, path: Path) -> Path:
             rows = table.members[group]
             for col in table.columns:
                 s = table.cells[(group, col)]
-                writer.writerow([group, len(rows), "; ".join(rows), col, s.n, _v(s.mean),
-                                 _v(s.std)])
+                writer.writerow([group, len(rows), "; ".join(rows), col, s.n, csv_value(s.mean),
+                                 csv_value(s.std)])
     return path
 
 
@@ -301,13 +293,13 @@ def write_class_csv(tables: dict[str, ClassTable], path: Path) -> Path:
                 for cls in t.classes:
                     s, langs = t.cells[(row, cls)], t.languages[cls]
                     writer.writerow([t.target, row, cls, len(langs), " ".join(langs), s.n,
-                                     _v(s.mean), _v(s.std)])
+                                     csv_value(s.mean), csv_value(s.std)])
     return path
 
 
 def write_breakdowns(report: StudyReport, out_dir: Path) -> dict[str, Path]:
     """Write the breakdown CSVs that apply into ``out_dir``; their paths keyed for
-    :func:`sweep.report.write_report` (``groups_csv``, ``resource_classes_csv``)."""
+    :func:`sweep.report.files.write_report` (``groups_csv``, ``resource_classes_csv``)."""
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     table = group_table(report)

@@ -4,7 +4,8 @@ training changes the drop.
 A trial evaluated under ``evaluation.perturbations`` logs, next to the clean
 ``<target>/<metric>/<lang>``, the perturbed ``<target>.<label>/<metric>/<lang>`` and
 ``<target>.<label>/drop/<lang>`` (clean main metric − perturbed), each with ``/avg`` over
-languages (see ``trainables.records.perturbation_label``). Per target this module builds:
+languages (read by :func:`sweep.report.metrics.perturbed_scores`). Per target this module
+builds:
 
 * per row and perturbation: clean, perturbed and drop, mean ± std over seeds (of the average
   over languages);
@@ -22,30 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweep.report import Cell, RowInfo, StudyReport, _add_deltas, _format_cell, _md_escape, _pct, \
-    _row_label, _signed_pct, _stats, _with_size
-
-DROP = "drop"
-LABEL_SEP = "."
-
-
-def perturbed_scores(metrics: dict[str, float], target: str, metric: str) -> dict[str, dict]:
-    """``{label: {"score", "drop", "languages": {lang: score}, "drops": {lang: drop}}}`` from a
-    job run's metrics; ``score`` / ``drop`` are the ``/avg`` values (None when absent)."""
-    out: dict[str, dict] = {}
-    prefix = target + LABEL_SEP
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) != 3 or not parts[0].startswith(prefix) or parts[1] not in (metric, DROP):
-            continue
-        entry = out.setdefault(parts[0][len(prefix):], {"score": None, "drop": None,
-                                                        "languages": {}, "drops": {}})
-        field = "score" if parts[1] == metric else DROP
-        if parts[2] == "avg":
-            entry[field] = float(value)
-        else:
-            entry["languages" if field == "score" else "drops"][parts[2]] = float(value)
-    return out
+from sweep.report.formatting import format_cell, md_escape, pct, signed_pct
+from sweep.report.html_formatting import cell_html, escape
+from sweep.report.metrics import scored_metric
+from sweep.report.model import Cell, RowInfo, StudyReport, mean_std, row_label, with_size
+from sweep.report.table import add_deltas
 
 
 @dataclass
@@ -77,7 +59,7 @@ class RobustnessTable:
 def _paired(row: dict[Any, float], base: dict[Any, float]) -> PairedDrop:
     seeds = sorted(set(row) & set(base), key=str)
     diffs = [row[s] - base[s] for s in seeds]
-    mean, std = _stats(diffs)
+    mean, std = mean_std(diffs)
     p_value = None
     if len(diffs) > 1 and std:
         from scipy import stats
@@ -87,7 +69,7 @@ def _paired(row: dict[Any, float], base: dict[Any, float]) -> PairedDrop:
 
 
 def _cell(values: dict[Any, float]) -> Cell:
-    return Cell(*_stats(list(values.values())), n_seeds=len(values), delta=None)
+    return Cell(*mean_std(list(values.values())), n_seeds=len(values), delta=None)
 
 
 def build_robustness(report: StudyReport) -> dict[str, RobustnessTable]:
@@ -96,7 +78,7 @@ def build_robustness(report: StudyReport) -> dict[str, RobustnessTable]:
     by_target: dict[str, list[dict]] = {}
     for rec in report.records:
         if rec.get("perturbed"):
-            by_target.setdefault(_with_size(rec["target"], rec.get("target_examples")), []).append(rec)
+            by_target.setdefault(with_size(rec["target"], rec.get("target_examples")), []).append(rec)
     return {col: _table(col, recs, report, multi) for col, recs in by_target.items()}
 
 
@@ -106,7 +88,7 @@ def _table(col: str, records: list[dict], report: StudyReport, multi: bool) -> R
     drop: dict[tuple[str, str], dict] = {}
     lang_drop: dict[tuple[str, str, str], dict] = {}
     for rec in records:
-        row = _row_label(RowInfo(rec["study"], rec.get("group"), rec["intermediate"],
+        row = row_label(RowInfo(rec["study"], rec.get("group"), rec["intermediate"],
                                  rec.get("train_examples")), multi, report.group_by)
         clean.setdefault(row, {})[rec["seed"]] = float(rec["score"])
         for label, entry in rec["perturbed"].items():
@@ -124,8 +106,8 @@ def _table(col: str, records: list[dict], report: StudyReport, multi: bool) -> R
               for row, base in baselines.items() if base is not None for label in labels}
     lang_cells = {key: _cell(v) for key, v in lang_drop.items()}
     for label in labels:
-        _add_deltas(lang_cells, baselines, languages, key=lambda row, lang: (label, lang, row))
-    metric = next((r["metric"].split("/")[-2] for r in records if r.get("metric")), "")
+        add_deltas(lang_cells, baselines, languages, key=lambda row, lang: (label, lang, row))
+    metric = scored_metric(records)
     return RobustnessTable(col, metric, labels, rows, {r: _cell(v) for r, v in clean.items()},
                            {k: _cell(v) for k, v in perturbed.items()},
                            {k: _cell(v) for k, v in drop.items()}, paired, languages, lang_cells,
@@ -137,7 +119,7 @@ def _table(col: str, records: list[dict], report: StudyReport, multi: bool) -> R
 def _paired_text(p: PairedDrop | None) -> str:
     if p is None or p.mean is None:
         return "–"
-    text = f"{_signed_pct(p.mean)} ± {_pct(p.std)}, less drop in {p.fewer}/{p.n} seeds"
+    text = f"{signed_pct(p.mean)} ± {pct(p.std)}, less drop in {p.fewer}/{p.n} seeds"
     return text + (f", p={p.p_value:.3g}" if p.p_value is not None else "")
 
 
@@ -155,32 +137,32 @@ def robustness_lines(tables: dict[str, RobustnessTable], n_total: int) -> list[s
              "perturbed. Δdrop vs baseline is paired over seeds (row − baseline; negative: the "
              "row loses less under the perturbation), with a two-sided paired t-test.", ""]
     for table in tables.values():
-        lines += [f"### {_md_escape(table.target)} ({table.metric or 'main metric'})", "",
+        lines += [f"### {md_escape(table.target)} ({table.metric or 'main metric'})", "",
                   "| intermediate | clean | " + " | ".join(
-                      f"{_md_escape(p)} | drop" for p in table.perturbations) + " |",
+                      f"{md_escape(p)} | drop" for p in table.perturbations) + " |",
                   "|---|---:|" + "---:|---:|" * len(table.perturbations)]
         for row in table.rows:
-            cells = [_format_cell(_missing(table.clean.get(row)), False, n_total)]
+            cells = [format_cell(_missing(table.clean.get(row)), False, n_total)]
             for p in table.perturbations:
-                cells += [_format_cell(_missing(table.perturbed.get((row, p))), False, n_total),
-                          _format_cell(_missing(table.drop.get((row, p))), False, n_total)]
-            lines.append(f"| {_md_escape(row)} | " + " | ".join(cells) + " |")
+                cells += [format_cell(_missing(table.perturbed.get((row, p))), False, n_total),
+                          format_cell(_missing(table.drop.get((row, p))), False, n_total)]
+            lines.append(f"| {md_escape(row)} | " + " | ".join(cells) + " |")
         compared = [r for r, b in table.baselines.items() if b is not None]
         if compared:
-            lines += ["", f"Δdrop vs baseline ({_md_escape(table.target)})", "",
-                      "| intermediate | " + " | ".join(map(_md_escape, table.perturbations)) + " |",
+            lines += ["", f"Δdrop vs baseline ({md_escape(table.target)})", "",
+                      "| intermediate | " + " | ".join(map(md_escape, table.perturbations)) + " |",
                       "|---|" + "---:|" * len(table.perturbations)]
             for row in compared:
-                lines.append(f"| {_md_escape(row)} | " + " | ".join(
+                lines.append(f"| {md_escape(row)} | " + " | ".join(
                     _paired_text(table.paired.get((row, p))) for p in table.perturbations) + " |")
         for p in table.perturbations:
-            lines += ["", f"Drop per language under {_md_escape(p)} ({_md_escape(table.target)}; "
+            lines += ["", f"Drop per language under {md_escape(p)} ({md_escape(table.target)}; "
                           "Δ vs baseline in parentheses)", "",
-                      "| language | " + " | ".join(map(_md_escape, table.rows)) + " |",
+                      "| language | " + " | ".join(map(md_escape, table.rows)) + " |",
                       "|---|" + "---:|" * len(table.rows)]
             for lang in table.languages:
                 lines.append(f"| {lang} | " + " | ".join(
-                    _format_cell(_missing(table.language_drop.get((p, lang, row))), False, n_total)
+                    format_cell(_missing(table.language_drop.get((p, lang, row))), False, n_total)
                     for row in table.rows) + " |")
         lines.append("")
     return lines
@@ -220,8 +202,6 @@ def write_robustness_csv(tables: dict[str, RobustnessTable], path: Path) -> Path
 
 def robustness_html(tables: dict[str, RobustnessTable], n_total: int) -> str:
     """The same tables as :func:`robustness_lines` for the HTML page ('' without perturbations)."""
-    from sweep.html_report import _cell_html, _e
-
     if not tables:
         return ""
     parts = ["<h2>Robustness under perturbations</h2>",
@@ -229,33 +209,33 @@ def robustness_html(tables: dict[str, RobustnessTable], n_total: int) -> str:
              "baseline is paired over seeds (negative: the row loses less), two-sided paired "
              "t-test.</p>"]
     for t in tables.values():
-        head = "".join(f"<th>{_e(p)}</th><th>drop</th>" for p in t.perturbations)
+        head = "".join(f"<th>{escape(p)}</th><th>drop</th>" for p in t.perturbations)
         body = []
         for row in t.rows:
-            cells = _cell_html(_missing(t.clean.get(row)), False, n_total)
+            cells = cell_html(_missing(t.clean.get(row)), False, n_total)
             for p in t.perturbations:
-                cells += (_cell_html(_missing(t.perturbed.get((row, p))), False, n_total)
-                          + _cell_html(_missing(t.drop.get((row, p))), False, n_total))
-            body.append(f"<tr><td>{_e(row)}</td>{cells}</tr>")
-        parts.append(f"<h3>{_e(t.target)} ({_e(t.metric or 'main metric')})</h3>"
-                     f'<table class="robustness" data-target="{_e(t.target)}"><thead><tr>'
+                cells += (cell_html(_missing(t.perturbed.get((row, p))), False, n_total)
+                          + cell_html(_missing(t.drop.get((row, p))), False, n_total))
+            body.append(f"<tr><td>{escape(row)}</td>{cells}</tr>")
+        parts.append(f"<h3>{escape(t.target)} ({escape(t.metric or 'main metric')})</h3>"
+                     f'<table class="robustness" data-target="{escape(t.target)}"><thead><tr>'
                      f"<th>intermediate</th><th>clean</th>{head}</tr></thead>"
                      f"<tbody>{''.join(body)}</tbody></table>")
         compared = [r for r, b in t.baselines.items() if b is not None]
         if compared:
-            rows = "".join(f"<tr><td>{_e(r)}</td>" + "".join(
-                f"<td>{_e(_paired_text(t.paired.get((r, p))))}</td>" for p in t.perturbations)
+            rows = "".join(f"<tr><td>{escape(r)}</td>" + "".join(
+                f"<td>{escape(_paired_text(t.paired.get((r, p))))}</td>" for p in t.perturbations)
                 + "</tr>" for r in compared)
             parts.append('<table class="robustness-paired"><thead><tr><th>Δdrop vs baseline</th>'
-                         + "".join(f"<th>{_e(p)}</th>" for p in t.perturbations)
+                         + "".join(f"<th>{escape(p)}</th>" for p in t.perturbations)
                          + f"</tr></thead><tbody>{rows}</tbody></table>")
         for p in t.perturbations:
-            rows = "".join(f"<tr><td>{_e(lang)}</td>" + "".join(
-                _cell_html(_missing(t.language_drop.get((p, lang, r))), False, n_total,
+            rows = "".join(f"<tr><td>{escape(lang)}</td>" + "".join(
+                cell_html(_missing(t.language_drop.get((p, lang, r))), False, n_total,
                            lower_is_better=True)
                 for r in t.rows) + "</tr>" for lang in t.languages)
-            parts.append(f"<p>Drop per language under {_e(p)}</p>"
+            parts.append(f"<p>Drop per language under {escape(p)}</p>"
                          f'<table class="robustness-languages"><thead><tr><th>language</th>'
-                         + "".join(f"<th>{_e(r)}</th>" for r in t.rows)
+                         + "".join(f"<th>{escape(r)}</th>" for r in t.rows)
                          + f"</tr></thead><tbody>{rows}</tbody></table>")
     return "".join(parts)

@@ -5,9 +5,10 @@ The published numbers are data, ``sweep/data/paper_reference.json``, each with i
 (paper, table, version). The file also says how they aggregate (``aggregation``): each task's
 metric averaged over a benchmark's language list (XTREME's). The study's value is computed the
 same way, per seed, from the runs' per-language scores over that benchmark's list
-(:data:`sweep.report.BENCHMARK_LANGUAGES` and :func:`sweep.report.list_average`, as the
-report's benchmark columns), then mean ± std over seeds; a value over fewer languages than the
-list is marked ``†`` and its missing languages are listed. The published X-STILTs score of a
+(:data:`~sweep.report.benchmarks.BENCHMARK_LANGUAGES` and
+:func:`~sweep.report.benchmarks.list_average`, as the report's benchmark columns), then mean ±
+std over seeds; a value over fewer languages than the list is marked ``†`` and its missing
+languages are listed. The published X-STILTs score of a
 target is compared with the study's best intermediate row (the row, at full intermediate data,
 with the highest such mean), the XLM-R Large score with the baseline. Columns with a target
 training size (``xnli@500``) are not compared (the paper trained on full data), nor rows with an
@@ -25,9 +26,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sweep.report import (BASELINE, BENCHMARK_LANGUAGES, BENCHMARKS, INCOMPLETE_MARK,
-                          MISSING_MARK, SIZE_SEP, RowInfo, StudyReport, _md_escape, _pct,
-                          _signed_pct, _stats, list_average)
+from sweep.report.benchmarks import BENCHMARK_LANGUAGES, BENCHMARKS, list_average
+from sweep.report.formatting import csv_value, md_escape, pct, signed_pct
+from sweep.report.html_formatting import inline_markdown
+from sweep.report.metrics import scored_metric
+from sweep.report.model import (BASELINE, INCOMPLETE_MARK, MISSING_MARK, SIZE_SEP, RowInfo,
+                                StudyReport, mean_std)
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +203,7 @@ def _per_seed(report: StudyReport, target: str, langs: tuple[str, ...] | None
 
 
 def _value(row: str, seeds: dict[Any, dict], langs: tuple[str, ...] | None) -> StudyValue:
-    mean, std = _stats([v["score"] for v in seeds.values()])
+    mean, std = mean_std([v["score"] for v in seeds.values()])
     lacking = {lang for v in seeds.values() for lang in v["missing"]}
     return StudyValue(row, mean, std, len(seeds),
                       tuple(lang for lang in langs or () if lang in lacking))
@@ -217,8 +221,7 @@ def _compare_target(report: StudyReport, study: str, target: str,
         bases[0] if bases else None)
     others = [values[r] for r in rows if report.row_info[r].intermediate != BASELINE]
     best = max(others, key=lambda v: v.mean, default=None)
-    metric = next((r["metric"].split("/")[-2] for r in report.records
-                   if r["target"] == target and r.get("metric")), "")
+    metric = scored_metric(r for r in report.records if r["target"] == target)
     published = reference.lookup(target)
     if published is not None and published.metric != metric:
         log.warning("paper comparison: %s scored by %s here, published by %s; not compared",
@@ -269,9 +272,9 @@ def _value_text(v: StudyValue | None, published: float | None, n_total: int,
                 with_row: bool) -> str:
     if v is None:
         return MISSING_MARK
-    text = f"{_pct(v.mean)}{INCOMPLETE_MARK if v.missing else ''} ± {_pct(v.std)}"
+    text = f"{pct(v.mean)}{INCOMPLETE_MARK if v.missing else ''} ± {pct(v.std)}"
     if published is not None:
-        text += f" ({_signed_pct(v.mean - published / 100)})"
+        text += f" ({signed_pct(v.mean - published / 100)})"
     if v.n_seeds < n_total:
         text += f" (n={v.n_seeds})"
     return f"{v.row}: {text}" if with_row else text
@@ -355,7 +358,7 @@ def paper_lines(report: StudyReport) -> list[str]:
         return lines + [_no_reference_text(comp), ""]
     lines += ["| " + " | ".join(_headers(comp.reference)) + " |",
               "|---|---|" + "---:|" * 4 + "---|"]
-    lines += ["| " + " | ".join(map(_md_escape, _row_cells(t, comp))) + " |"
+    lines += ["| " + " | ".join(map(md_escape, _row_cells(t, comp))) + " |"
               for t in comp.targets]
     lines += ["", note(comp.reference), ""]
     lines += [f"- {line}" for line in footnotes(comp)]
@@ -365,8 +368,6 @@ def paper_lines(report: StudyReport) -> list[str]:
 
 def paper_html(report: StudyReport) -> str:
     """The HTML section, or an empty string when it does not apply."""
-    from sweep.html_report import inline_markdown
-
     comp = build_comparison(report)
     if comp is None:
         return ""
@@ -392,10 +393,6 @@ CSV_HEADER = ["study", "target", "metric", "benchmark", "n_languages", "role", "
               "published_metric", "source", "source_paper", "source_table", "source_version"]
 
 
-def _v(value: float | None) -> str | float:
-    return "" if value is None else value
-
-
 def write_paper_csv(comp: PaperComparison, path: Path) -> Path:
     """One row per (study, target, role); study values and published scores raw (0–1, the
     published ones divided by 100), ``delta`` = mean − published where the metrics agree."""
@@ -412,10 +409,11 @@ def write_paper_csv(comp: PaperComparison, path: Path) -> Path:
                          and t.comparable else None)
                 writer.writerow([
                     t.study, t.target, t.metric, ref.benchmark if t.languages else "",
-                    _v(len(t.languages) if t.languages else None), role,
-                    v.row if v else "", _v(v.mean if v else None), _v(v.std if v else None),
+                    csv_value(len(t.languages) if t.languages else None), role,
+                    v.row if v else "", csv_value(v.mean if v else None),
+                    csv_value(v.std if v else None),
                     v.n_seeds if v else 0, " ".join(v.missing) if v else "", model,
-                    _v(score), _v(delta), pub.metric if pub else "",
+                    csv_value(score), csv_value(delta), pub.metric if pub else "",
                     pub.source.key if pub else "", pub.source.paper if pub else "",
                     pub.source.table if pub else "", pub.source.version if pub else ""])
     return Path(path)
