@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 
 from sweep.spec import TINY_MODEL, Spec, SpecError
+from trainables.contract import TaskOptions
 from trainables.tasks import build_task, task_info
-from trainables.tasks.base import Task, TaskOptions
+from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
