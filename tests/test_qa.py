@@ -14,7 +14,7 @@ from trainables.metrics.qa import (SQUAD_V2, mixed_segmentation, mlqa_tokens, qa
                                    squad_tokens)
 from trainables.tasks import build_task, task_info
 from trainables.tasks.base import TaskDataError, TaskOptions
-from trainables.tasks.squad_v1 import marked_language
+from trainables.tasks.squad_format import marked_language
 from trainables.trial import run_trial
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -5,7 +5,8 @@ in this package that defines a ``Family`` subclass with a ``name`` is registered
 so a new family is one new file: ``get_family`` imports the modules (torch and all), while
 ``family_names`` reads the same names from the modules' source without importing them, so
 task metadata (``TaskInfo``, which the torch-free planner builds) can check a task's family
-without an import cycle (``families.base`` imports ``tasks.base``) or loading torch.
+without loading torch. Layering: ``tasks.base`` imports this package; families see tasks only
+as a type (``TYPE_CHECKING``), so there is no cycle.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import datasets
 import numpy as np
@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from trainables.tasks.base import Task
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 _TOKENIZER_HASHES: dict[int, str] = {}
 _FEATURE_CACHE: dict[str, Path | None] = {"dir": None}

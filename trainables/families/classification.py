@@ -1,13 +1,17 @@
 """Sentence and sentence-pair classification (XNLI, PAWS-X, MNLI, QQP ...): accuracy."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 import numpy as np
 import torch
 from torch import nn
 
 from trainables.families.base import Family, PadToLongest, cached_map, in_order, longest_first
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 
 class ClassificationHead(nn.Module):

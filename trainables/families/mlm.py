@@ -7,6 +7,8 @@ input embeddings; masking is dynamic (15%, of which 80/10/10 mask/random/keep).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 import numpy as np
 import torch
@@ -14,7 +16,9 @@ from torch import nn
 from transformers import DataCollatorForLanguageModeling
 
 from trainables.families.base import Family, cached_map
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 MASK_PROBABILITY = 0.15
 IGNORE = -100

@@ -8,7 +8,7 @@ and even within a batch (missing choices are masked out).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import datasets
 import numpy as np
@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from trainables.families.base import Family, cached_map
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 
 def choice_features() -> datasets.Features:

@@ -12,6 +12,8 @@ for tasks with unanswerable questions.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
+
 import datasets
 import numpy as np
 import torch
@@ -20,7 +22,9 @@ from torch import nn
 from trainables.families.base import Family, PadToLongest, cached_map, in_order, longest_first
 from trainables.metrics.qa import SQUAD_V1, SQUAD_V2, Normalizer, qa_scores, squad_tokens
 from trainables.metrics.qa_spans import Window, best_answer, max_context
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +237,7 @@ class QuestionAnswering(Family):
     def normalizer(self, task: Task, data, language: str | None) -> Normalizer:
         """The task's answer normalisation for the split's language (SQuAD's by default)."""
         if language is None:
-            from trainables.tasks.squad_v1 import marked_language
+            from trainables.tasks.squad_format import marked_language
 
             language = marked_language(data)
         chooser = getattr(task, "normalizer", None)

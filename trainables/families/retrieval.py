@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import datasets
 import faiss
@@ -33,7 +33,9 @@ from torch import nn
 
 from trainables.families.base import Family, cached_map
 from trainables.metrics import retrieval as metrics
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ word of every sentence is trained on once and scored once, however long the sent
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 import numpy as np
 import torch
@@ -18,7 +20,9 @@ from torch import nn
 
 from trainables.families.base import Family, PadToLongest, cached_map, longest_first
 from trainables.metrics.tagging import span_f1
-from trainables.tasks.base import Task
+
+if TYPE_CHECKING:  # families reach tasks through their interface only
+    from trainables.tasks.base import Task
 
 IGNORE = -100
 #: bookkeeping columns kept in the cached features for evaluation, dropped for training

@@ -16,17 +16,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, hub_pairs, pair_dataset
+from trainables.formats import pair_dataset
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import MNLI_SOURCE, NLI_LABELS, check_split, mnli_split
+from trainables.tasks.loading import STANDARD_SPLITS
+from trainables.tasks.nli_format import MNLI_SOURCE, NLI_LABELS, mnli_split, nli_hub_pairs
 
 if TYPE_CHECKING:
     import datasets
 
 ROUNDS = ("r1", "r2", "r3")
 _LABELS = {"e": 0, "n": 1, "c": 2, **{name: i for i, name in enumerate(NLI_LABELS)}}
-_SNLI_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
 @register
@@ -43,7 +43,7 @@ class AnliPlus(Task):
     def load(self, split: str, language: str) -> datasets.Dataset:
         import datasets
 
-        check_split(self, split, language)
+        self.check_split(split, language)
         parts = [self.snli(split, language)] if split == "train" else []
         if split in ("train", "dev"):
             parts.append(mnli_split(self, split, language))
@@ -52,25 +52,23 @@ class AnliPlus(Task):
 
     def snli(self, split: str, language: str) -> datasets.Dataset:
         if not self.options.data_dir:
-            data = self.hub_dataset("stanfordnlp/snli", None, _SNLI_SPLITS[split], language)
-            return hub_pairs(data, "premise", "hypothesis", "label", self.labels)
+            data = self.hub_dataset("stanfordnlp/snli", None, STANDARD_SPLITS[split], language)
+            return nli_hub_pairs(data)
         root, name = self.data_path(), f"snli_1.0_{split}.jsonl"
-        path = first_existing(root / "snli_1.0" / name, root / "SNLI" / name, root / name)
+        path = self.find_file(split, language, root / "snli_1.0" / name, root / "SNLI" / name, root / name)
         return self._jsonl(path, split, language, ("sentence1",), "sentence2", "gold_label")
 
     def anli(self, split: str, round_: str, language: str) -> datasets.Dataset:
         if not self.options.data_dir:
-            data = self.hub_dataset("facebook/anli", None, f"{split}_{round_}", language)
-            return hub_pairs(data, "premise", "hypothesis", "label", self.labels)
+            return nli_hub_pairs(self.hub_dataset("facebook/anli", None, f"{split}_{round_}", language))
         root, folder = self.data_path(), round_.upper()
-        path = first_existing(root / "anli_v1.0" / folder / f"{split}.jsonl",
+        path = self.find_file(split, language, root / "anli_v1.0" / folder / f"{split}.jsonl",
                               root / "ANLI" / folder / f"{split}.jsonl", root / folder / f"{split}.jsonl")
         return self._jsonl(path, split, language, ("context", "premise"), "hypothesis", "label")
 
     def _jsonl(self, path: Path, split: str, language: str, premise: tuple[str, ...],
                hypothesis: str, label: str) -> datasets.Dataset:
         """SNLI / ANLI JSON lines as the classification schema (unlabelled rows dropped)."""
-        self.require_file(path, split, language)
         rows = []
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):

@@ -22,16 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
+from trainables.tasks.loading import Hub
 
 if TYPE_CHECKING:
     import datasets
 
 _UPSTREAM = {"dev": ("sample", "dev"), "test": ("training", "test")}
-_HUB_SPLITS = {"dev": "validation", "test": "test"}
 
 
 def bucc_dataset(rows: list[dict]) -> datasets.Dataset:
@@ -48,16 +47,16 @@ class Bucc(Task):
     info = TaskInfo(
         name="bucc", family="retrieval", languages=TASK_LANGUAGES["bucc"], main_metric="f1",
         source="BUCC 2018 shared task (Zweigenbaum et al., 2018)", hub_id="google/xtreme:bucc18.{lang}",
-        trainable=False, intermediate=False,
+        trainable=False, intermediate=False, benchmark_slot="bucc", benchmark_metric="f1",
         description="parallel sentence mining from comparable corpora (margin scoring); no training data",
     )
+    splits = tuple(_UPSTREAM)
+    split_note = "evaluation only"
+    hub = Hub("google/xtreme", "bucc18.{language}", {"dev": "validation", "test": "test"})
 
     def load(self, split: str, language: str) -> datasets.Dataset:
-        if split not in _UPSTREAM:
-            raise TaskDataError(f"task {self.name}: no {split!r} split (evaluation only: dev, test)")
-        if language not in self.info.languages:
-            raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: "
-                                f"not a BUCC language {self.info.languages}")
+        """The test split holds the dev part too (its score needs the dev threshold)."""
+        self.check_split(split, language)
         parts = ("dev", "test") if split == "test" else ("dev",)
         rows: list[dict] = []
         for part in parts:
@@ -69,7 +68,7 @@ class Bucc(Task):
         names = [f"{language}-en.{stem}.{suffix}" for stem in _UPSTREAM[part]]
         places = [folder / name for name in names
                   for folder in (root / f"{language}-en", root / "bucc2018" / f"{language}-en", root)]
-        return self.require_file(first_existing(*places), split, language)
+        return self.find_file(split, language, *places)
 
     def _read_ids(self, path: Path, part: str, language: str) -> list[tuple[str, str]]:
         out = []
@@ -92,7 +91,7 @@ class Bucc(Task):
                 + [{"id": i, "text": t, "side": "en", "part": part, "gold": ""} for i, t in en])
 
     def _hub(self, part: str, language: str) -> list[dict]:
-        data = self.hub_dataset("google/xtreme", f"bucc18.{language}", _HUB_SPLITS[part], language)
+        data = self.hub_split(self.hub, part, language)
         rows = []
         for n, (src, tgt) in enumerate(zip(data["source_sentence"], data["target_sentence"])):
             rows.append({"id": f"{language}-{n}", "text": src, "side": "xx", "part": part, "gold": f"en-{n}"})

@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, read_ccg, tagged_dataset
+from trainables.formats import read_ccg, tagged_dataset
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import check_split
+from trainables.tasks.loading import parse_errors
 
 if TYPE_CHECKING:
     import datasets
@@ -71,17 +71,15 @@ class Ccg(Task):
                                 f"hub loader: set tasks.{self.name}.data_dir to a folder with ccg.train, "
                                 f"ccg.dev, ccg.test (jiant's preprocessing) or *.stagged files")
         root = self.data_path()
-        path = first_existing(root / f"ccg.{split}", root / "CCG" / f"ccg.{split}",
+        return self.find_file(split, "en", root / f"ccg.{split}", root / "CCG" / f"ccg.{split}",
                               root / f"{_STAGGED[split]}.stagged", root / f"{split}.stagged")
-        return self.require_file(path, split, "en")
 
     def _read(self, path: Path, split: str) -> list[dict]:
-        try:
+        with parse_errors(self, split, "en"):
             return read_ccg(path)
-        except ValueError as exc:
-            raise TaskDataError(f"task {self.name}: {split} split: {exc}") from None
 
     def load(self, split: str, language: str) -> datasets.Dataset:
-        check_split(self, split, language)
+        """Files only (licensed data): a missing ``data_dir`` is CCGbank's own error."""
+        self.check_split(split, language)
         path = self.file(split)
         return tagged_dataset(self._read(path, split), self.labels, unknown=UNK, source=path)

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 from trainables.formats import read_json_lines
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.hellaswag import english_split
+from trainables.tasks.loading import HIDDEN_TEST, Hub
 
 if TYPE_CHECKING:
     import datasets
 
 _FILES = {"train": "train_rand_split.jsonl", "dev": "dev_rand_split.jsonl"}
-_HUB_SPLITS = {"train": "train", "dev": "validation"}
 
 
 @register
@@ -28,15 +27,17 @@ class CommonsenseQA(Task):
         source="CommonsenseQA (Talmor et al., 2019)", hub_id="tau/commonsense_qa", target=False,
         description="commonsense questions, 5 answers (English intermediate task)",
     )
+    splits, split_note = HIDDEN_TEST
+    hub = Hub("tau/commonsense_qa")
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
-        english_split(self, split, language)
-        if self.options.data_dir:
-            path = self.require_file(self.data_path(_FILES[split]), split, language)
-            data, where = read_json_lines(path), str(path)
-        else:
-            data = self.hub_dataset("tau/commonsense_qa", None, _HUB_SPLITS[split], language)
-            where = f"hub tau/commonsense_qa {split}"
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
+        path = self.require_file(self.data_path(_FILES[split]), split, language)
+        return self.choices(read_json_lines(path), str(path))
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        return self.choices(data, f"hub tau/commonsense_qa {split}")
+
+    def choices(self, data, where: str) -> datasets.Dataset:
         stems, choices, labels = [], [], []
         for number, row in enumerate(data, 1):
             question = row.get("question")

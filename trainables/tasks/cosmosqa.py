@@ -8,18 +8,18 @@ An English intermediate task; ``dev`` is the official validation split. Hub
 from __future__ import annotations
 
 import csv
+import json
 from typing import TYPE_CHECKING
 
 from trainables.formats import first_existing
 from trainables.tasks import register
-from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.hellaswag import english_split
+from trainables.tasks.base import Task, TaskInfo
+from trainables.tasks.loading import HIDDEN_TEST, Hub, require_columns
 
 if TYPE_CHECKING:
     import datasets
 
 _STEMS = {"train": "train", "dev": "valid"}
-_HUB_SPLITS = {"train": "train", "dev": "validation"}
 _FIELDS = ("context", "question", "answer0", "answer1", "answer2", "answer3", "label")
 
 
@@ -30,28 +30,26 @@ class CosmosQA(Task):
         source="Cosmos QA (Huang et al., 2019)", hub_id="allenai/cosmos_qa", target=False,
         description="commonsense reading comprehension, 4 answers (English intermediate task)",
     )
+    splits, split_note = HIDDEN_TEST
+    hub = Hub("allenai/cosmos_qa")
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
-        english_split(self, split, language)
-        if self.options.data_dir:
-            stem = _STEMS[split]
-            path = self.require_file(first_existing(self.data_path(f"{stem}.csv"),
-                                                    self.data_path(f"{stem}.jsonl")), split, language)
-            if path.suffix == ".csv":
-                with open(path, encoding="utf-8", newline="") as handle:
-                    rows = list(csv.DictReader(handle))
-            else:
-                import json
-
-                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                        if line.strip()]
-            where = str(path)
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
+        stem = _STEMS[split]
+        path = self.find_file(split, language, self.data_path(f"{stem}.csv"), self.data_path(f"{stem}.jsonl"))
+        if path.suffix == ".csv":
+            with open(path, encoding="utf-8", newline="") as handle:
+                rows = list(csv.DictReader(handle))
         else:
-            rows = list(self.hub_dataset("allenai/cosmos_qa", None, _HUB_SPLITS[split], language))
-            where = f"hub allenai/cosmos_qa {split}"
-        if rows and any(f not in rows[0] for f in _FIELDS):
-            raise TaskDataError(f"task {self.name}: {where} lacks fields "
-                                f"{[f for f in _FIELDS if f not in rows[0]]}")
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+        return self.choices(rows, str(path))
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        return self.choices(list(data), f"hub allenai/cosmos_qa {split}")
+
+    def choices(self, rows: list[dict], where: str) -> datasets.Dataset:
+        if rows:
+            require_columns(self, rows[0], _FIELDS, where)
         from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
 
         return choice_dataset([r["context"] for r in rows], [r["question"] for r in rows],

@@ -8,7 +8,8 @@ from trainables.languages import TASK_LANGUAGES
 from trainables.metrics.qa import Normalizer, mlqa_normalizer, squad_tokens
 from trainables.tasks import register
 from trainables.tasks.base import TaskInfo
-from trainables.tasks.squad_v1 import QATask, check_split
+from trainables.tasks.loading import Hub
+from trainables.tasks.squad_format import QATask
 
 if TYPE_CHECKING:
     import datasets
@@ -21,20 +22,22 @@ class MLQA(QATask):
         source="MLQA (Lewis et al., 2020); trained on SQuAD v1.1 (Rajpurkar et al., 2016)",
         hub_id="google/xtreme:MLQA.{lang}.{lang}",
         description="cross-lingual extractive QA (context and question in the same language)",
-        intermediate=False,
+        intermediate=False, benchmark_slot="mlqa", benchmark_metric="em_f1",
     )
+    split_languages = {"train": ("en",)}
+    hub = Hub("google/xtreme", "MLQA.{language}.{language}", {"dev": "validation", "test": "test"})
 
     def normalizer(self, language: str | None) -> Normalizer:
         return mlqa_normalizer(language) if language else squad_tokens
 
     def load(self, split: str, language: str) -> datasets.Dataset:
-        """train: SQuAD v1.1 English; dev/test: MLQA ``{dev,test}/{split}-context-<l>-question-<l>.json``."""
-        check_split(self, split, language, languages=self.info.languages)
+        """train: SQuAD v1.1 English; dev/test: MLQA's (hub or files)."""
         if split == "train":
+            self.check_split(split, language)
             return self.english_squad(split, language)
-        folder = "dev" if split == "dev" else "test"
-        if self.options.data_dir:
-            return self.read_json(f"{folder}/{folder}-context-{language}-question-{language}.json",
-                                  split, language)
-        return self.from_hub("google/xtreme", f"MLQA.{language}.{language}", split, language,
-                             "validation" if split == "dev" else "test")
+        return super().load(split, language)
+
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
+        """MLQA ``{dev,test}/{split}-context-<l>-question-<l>.json``."""
+        return self.read_json(f"{split}/{split}-context-{language}-question-{language}.json",
+                              split, language)

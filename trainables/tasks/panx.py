@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, hub_tags, read_panx, tagged_dataset
+from trainables.formats import hub_tags, read_panx, tagged_dataset
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
-from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import check_split
+from trainables.tasks.base import Task, TaskInfo
+from trainables.tasks.loading import Hub, parse_errors
 
 if TYPE_CHECKING:
     import datasets
 
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
-_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
 @register
@@ -30,18 +29,17 @@ class PanX(Task):
         hub_id="unimelb-nlp/wikiann:{lang}",
         description="named entity recognition (PER, ORG, LOC; IOB2), zero-shot from English",
         language_sets=(("xtreme", TASK_LANGUAGES["panx"]), ("xtreme_r", TASK_LANGUAGES["panx_xtreme_r"])),
+        # a study's own WikiANN task fills PAN-X's slot too; the benchmarks score entity F1
+        benchmark_slot="panx", benchmark_aliases=("wikiann",), benchmark_metric="f1",
     )
     labels = TAGS
+    hub = Hub("unimelb-nlp/wikiann", "{language}")
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
-        check_split(self, split, language, self.info.languages)
-        if not self.options.data_dir:
-            data = self.hub_dataset("unimelb-nlp/wikiann", language, _HUB_SPLITS[split], language)
-            return hub_tags(data, "tokens", "ner_tags", self.labels)
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         root = self.data_path()
-        path = self.require_file(first_existing(root / "panx" / language / split, root / language / split),
-                                 split, language)
-        try:
+        path = self.find_file(split, language, root / "panx" / language / split, root / language / split)
+        with parse_errors(self, split, language):
             return tagged_dataset(read_panx(path), self.labels, source=path)
-        except ValueError as exc:
-            raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: {exc}") from None
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        return hub_tags(data, "tokens", "ner_tags", self.labels)

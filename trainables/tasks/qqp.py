@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, hub_pairs, pair_dataset, read_tsv
+from trainables.formats import hub_pairs, pair_dataset, read_tsv
 from trainables.tasks import register
-from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import check_split
+from trainables.tasks.base import Task, TaskInfo
+from trainables.tasks.loading import Hub, parse_errors, require_columns
 
 if TYPE_CHECKING:
     import datasets
@@ -27,23 +27,18 @@ class Qqp(Task):
         target=False, description="is question 2 a duplicate of question 1 (364k English training pairs)",
     )
     labels = ("not_duplicate", "duplicate")
+    hub = Hub("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation", "test": "validation"})
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
-        check_split(self, split, language)
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         name = "train" if split == "train" else "dev"
-        if self.options.data_dir:
-            root = self.data_path()
-            path = self.require_file(first_existing(root / "QQP" / f"{name}.tsv", root / f"{name}.tsv"),
-                                     split, language)
-            try:
-                rows = read_tsv(path)
-            except ValueError as exc:
-                raise TaskDataError(f"task {self.name}: {split} split: {exc}") from None
-            if rows and not set(COLUMNS) <= set(rows[0]):
-                raise TaskDataError(f"task {self.name}: {path} lacks columns "
-                                    f"{sorted(set(COLUMNS) - set(rows[0]))}")
-            return pair_dataset([(r["question1"], r["question2"], int(r["is_duplicate"]))
-                                 for r in rows if r["is_duplicate"] in ("0", "1")])
-        data = self.hub_dataset("nyu-mll/glue", "qqp", "train" if split == "train" else "validation",
-                                language)
+        root = self.data_path()
+        path = self.find_file(split, language, root / "QQP" / f"{name}.tsv", root / f"{name}.tsv")
+        with parse_errors(self, split, language):
+            rows = read_tsv(path)
+        if rows:
+            require_columns(self, rows[0], COLUMNS, path)
+        return pair_dataset([(r["question1"], r["question2"], int(r["is_duplicate"]))
+                             for r in rows if r["is_duplicate"] in ("0", "1")])
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
         return hub_pairs(data, "question1", "question2", "label", self.labels)

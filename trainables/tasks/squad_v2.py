@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING
 
 from trainables.tasks import register
 from trainables.tasks.base import TaskInfo
-from trainables.tasks.squad_v1 import QATask, check_split
+from trainables.tasks.loading import Hub
+from trainables.tasks.squad_format import SQUAD_V1_HUB, QATask
 
 if TYPE_CHECKING:
     import datasets
@@ -20,12 +21,9 @@ class SquadV2(QATask):
         target=False,
     )
     unanswerable = True
+    hub = Hub("rajpurkar/squad_v2", splits=SQUAD_V1_HUB.splits)
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         """train -> train-v2.0.json; dev and test -> dev-v2.0.json (the test set is hidden)."""
-        check_split(self, split, language)
         name = "train" if split == "train" else "dev"
-        if self.options.data_dir:
-            return self.read_json(f"{name}-v2.0.json", split, language)
-        return self.from_hub("rajpurkar/squad_v2", None, split, language,
-                             "train" if split == "train" else "validation")
+        return self.read_json(f"{name}-v2.0.json", split, language)

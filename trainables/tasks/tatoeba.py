@@ -16,16 +16,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, read_parallel
+from trainables.formats import read_parallel
 from trainables.languages import TASK_LANGUAGES, TATOEBA_CODES
 from trainables.tasks import register
-from trainables.tasks.base import Task, TaskDataError, TaskInfo
+from trainables.tasks.base import Task, TaskInfo
+from trainables.tasks.loading import Hub, parse_errors
 
 if TYPE_CHECKING:
     import datasets
 
 #: languages with a ``google/xtreme`` ``tatoeba.<xxx>`` config (XTREME's 36, the dataset card's configs)
 HUB_LANGUAGES = frozenset(TASK_LANGUAGES["tatoeba"])
+#: one set per language: dev and test are the same sentences
+_SAME_SET = {"dev": "validation", "test": "validation"}
 
 
 @register
@@ -37,30 +40,27 @@ class Tatoeba(Task):
         language_sets=(("xtreme", TASK_LANGUAGES["tatoeba"]),
                        ("xtreme_r", TASK_LANGUAGES["tatoeba_xtreme_r"])),
         description="parallel sentence retrieval against English; no training data",
+        benchmark_slot="tatoeba",
     )
+    splits = tuple(_SAME_SET)
+    #: any language with a Tatoeba code reads from files
+    split_languages = dict.fromkeys(_SAME_SET, tuple(TATOEBA_CODES))
+    hub = Hub("google/xtreme", {lang: f"tatoeba.{TATOEBA_CODES[lang]}" for lang in sorted(HUB_LANGUAGES)},
+              _SAME_SET)
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
-        if split not in ("dev", "test"):
-            raise TaskDataError(f"task {self.name}: no {split!r} split (evaluation only)")
-        if language not in TATOEBA_CODES:
-            raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: "
-                                f"no Tatoeba code known for it")
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
+        code, root = TATOEBA_CODES[language], self.data_path()
+        source, target = (self.find_file(split, language, root / n, root / "v1" / n)
+                          for n in (f"tatoeba.{code}-eng.{code}", f"tatoeba.{code}-eng.eng"))
+        with parse_errors(self, split, language):
+            return read_parallel(source, target)
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        import datasets
+
+        return datasets.Dataset.from_dict({"source": list(data["source_sentence"]),
+                                           "target": list(data["target_sentence"])})
+
+    def files_hint(self, language: str) -> str:
         code = TATOEBA_CODES[language]
-        if self.options.data_dir:
-            root = self.data_path()
-            names = (f"tatoeba.{code}-eng.{code}", f"tatoeba.{code}-eng.eng")
-            source, target = (self.require_file(first_existing(root / n, root / "v1" / n), split, language)
-                              for n in names)
-            try:
-                return read_parallel(source, target)
-            except ValueError as exc:
-                raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: {exc}") from None
-        if language not in HUB_LANGUAGES:
-            raise TaskDataError(f"task {self.name}: language {language!r} has no google/xtreme tatoeba "
-                                f"config; set tasks.{self.name}.data_dir to a folder with LASER's "
-                                f"tatoeba.{code}-eng.{code} and tatoeba.{code}-eng.eng")
-        data = self.hub_dataset("google/xtreme", f"tatoeba.{code}", "validation", language)
-        import datasets as ds
-
-        return ds.Dataset.from_dict({"source": list(data["source_sentence"]),
-                                     "target": list(data["target_sentence"])})
+        return f"a folder with LASER's tatoeba.{code}-eng.{code} and tatoeba.{code}-eng.eng"

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import TaskInfo
-from trainables.tasks.squad_v1 import QATask, check_split, mark_language
+from trainables.tasks.loading import Hub
+from trainables.tasks.squad_format import QATask, mark_language
 
 if TYPE_CHECKING:
     import datasets
@@ -28,20 +29,21 @@ class TyDiQA(QATask):
         name="tydiqa", family="qa", languages=TASK_LANGUAGES["tydiqa"], main_metric="f1",
         source="TyDiQA-GoldP v1.1 (Clark et al., 2020)", hub_id="google/xtreme:tydiqa",
         description="typologically diverse extractive QA on the gold passage; English training data",
-        intermediate=False,
+        intermediate=False, benchmark_slot="tydiqa", benchmark_metric="em_f1",
     )
+    split_languages = {"train": ("en",)}
+    hub = Hub("google/xtreme", "tydiqa", {"train": "train", "dev": "validation", "test": "validation"})
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         """train: ``tydiqa-goldp-v1.1-train.json`` (English); dev/test: ``tydiqa-goldp-v1.1-dev.json``."""
-        check_split(self, split, language, languages=self.info.languages)
-        if split == "train" and language != "en":
-            check_split(self, split, language, languages=("en",))
-        prefix = TYDI_NAMES[language] + "-"
         name = "train" if split == "train" else "dev"
-        if self.options.data_dir:
-            return self.read_json(f"tydiqa-goldp-v1.1-{name}.json", split, language, id_prefix=prefix)
-        data = self.from_hub("google/xtreme", "tydiqa", split, language,
-                             "train" if split == "train" else "validation")
+        return self.read_json(f"tydiqa-goldp-v1.1-{name}.json", split, language,
+                              id_prefix=TYDI_NAMES[language] + "-")
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        """The hub files mix languages: a question id starts with its language's English name."""
+        prefix = TYDI_NAMES[language] + "-"
+        data = super().from_hub(data, split, language)
         data = data.filter(lambda ids: [i.startswith(prefix) for i in ids], input_columns="id",
                            batched=True)
         return mark_language(data, language)

@@ -19,7 +19,7 @@ from trainables.formats import hub_tags, read_conllu, tagged_dataset
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import check_split
+from trainables.tasks.loading import Hub, parse_errors
 
 if TYPE_CHECKING:
     import datasets
@@ -36,7 +36,6 @@ HUB_NAMES = {
     "pt": "Portuguese", "ru": "Russian", "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog",
     "tr": "Turkish", "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
 }
-_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
 @register
@@ -47,32 +46,26 @@ class UdPos(Task):
         hub_id="google/xtreme:udpos.{LanguageName}",
         description="universal POS tagging (17 tags), zero-shot from English treebanks",
         language_sets=(("xtreme", TASK_LANGUAGES["udpos"]), ("xtreme_r", TASK_LANGUAGES["udpos_xtreme_r"])),
+        benchmark_slot="udpos", benchmark_metric="f1",
     )
     labels = UPOS
+    hub = Hub("google/xtreme", {language: f"udpos.{name}" for language, name in HUB_NAMES.items()})
 
-    def load(self, split: str, language: str) -> datasets.Dataset:
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         import datasets
 
-        check_split(self, split, language, self.info.languages)
-        if self.options.data_dir:
-            root = self.data_path()
-            pattern = f"{language}_*-ud-{split}.conllu"
-            files = sorted(root.rglob(pattern), key=lambda p: p.name)
-            if not files:
-                raise TaskDataError(f"task {self.name}: {split} split for language {language!r} not "
-                                    f"found at {root / '**' / pattern}")
-            parts = []
-            for path in files:
-                try:
-                    parts.append(tagged_dataset(read_conllu(path), self.labels, source=path))
-                except ValueError as exc:
-                    raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: "
-                                        f"{exc}") from None
-            return datasets.concatenate_datasets(parts)
-        if language not in HUB_NAMES:
-            raise TaskDataError(f"task {self.name}: language {language!r} has no google/xtreme udpos "
-                                f"config; set tasks.{self.name}.data_dir to a folder with UD CoNLL-U "
-                                f"files named {language}_<treebank>-ud-{{train,dev,test}}.conllu")
-        data = self.hub_dataset("google/xtreme", f"udpos.{HUB_NAMES[language]}", _HUB_SPLITS[split],
-                                language)
+        root = self.data_path()
+        pattern = f"{language}_*-ud-{split}.conllu"
+        files = sorted(root.rglob(pattern), key=lambda p: p.name)
+        if not files:
+            raise TaskDataError(f"task {self.name}: {split} split for language {language!r} not "
+                                f"found at {root / '**' / pattern}")
+        with parse_errors(self, split, language):
+            parts = [tagged_dataset(read_conllu(path), self.labels, source=path) for path in files]
+        return datasets.concatenate_datasets(parts)
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
         return hub_tags(data, "tokens", "pos_tags", self.labels)
+
+    def files_hint(self, language: str) -> str:
+        return f"a folder with UD CoNLL-U files named {language}_<treebank>-ud-{{train,dev,test}}.conllu"

@@ -28,10 +28,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, read_json_lines
+from trainables.formats import read_json_lines
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
+from trainables.tasks.loading import require_columns
 
 if TYPE_CHECKING:
     import datasets
@@ -47,9 +48,7 @@ SIQA_HUB = "allenai/social_i_qa"
 
 def copa_dataset(task: Task, data, where: str) -> datasets.Dataset:
     """COPA-format rows (XCOPA, COPA) in the multiple-choice schema."""
-    missing = [f for f in _COPA_FIELDS if f not in data.column_names]
-    if missing:
-        raise TaskDataError(f"task {task.name}: {where} lacks fields {missing}")
+    require_columns(task, data.column_names, _COPA_FIELDS, where)
     rows = [r for r in data if int(r["label"]) >= 0]  # super_glue test labels are -1
     unknown = sorted({r["question"] for r in rows} - set(QUESTIONS))
     if unknown:
@@ -62,9 +61,7 @@ def copa_dataset(task: Task, data, where: str) -> datasets.Dataset:
 
 def siqa_dataset(task: Task, data, where: str) -> datasets.Dataset:
     """Social IQa rows (labels 1..3) in the multiple-choice schema."""
-    missing = [f for f in _SIQA_FIELDS if f not in data.column_names]
-    if missing:
-        raise TaskDataError(f"task {task.name}: {where} lacks fields {missing}")
+    require_columns(task, data.column_names, _SIQA_FIELDS, where)
     from trainables.families.multiple_choice import choice_dataset  # torch: not in the driver
 
     return choice_dataset([r["context"] for r in data], [r["question"] for r in data],
@@ -77,7 +74,7 @@ class Xcopa(Task):
     info = TaskInfo(
         name="xcopa", family="multiple_choice", languages=TASK_LANGUAGES["xcopa"],
         main_metric="accuracy", source="XCOPA (Ponti et al., 2020); English training data SIQA or COPA",
-        hub_id="cambridgeltl/xcopa:{lang}", intermediate=False,
+        hub_id="cambridgeltl/xcopa:{lang}", intermediate=False, benchmark_slot="xcopa",
         description="causal commonsense reasoning (cause/effect), 2 choices; zero-shot from English",
     )
     #: used when the spec sets no ``tasks.xcopa.english_train``
@@ -105,8 +102,8 @@ class Xcopa(Task):
         stem = "test" if split == "test" else "val"
         if self.options.data_dir:
             root, name = self.data_path(), f"{stem}.{language}.jsonl"
-            path = self.require_file(first_existing(root / language / name, root / name,
-                                                    root / "data" / language / name), split, language)
+            path = self.find_file(split, language, root / language / name, root / name,
+                                  root / "data" / language / name)
             return copa_dataset(self, read_json_lines(path), str(path))
         data = self.hub_dataset("cambridgeltl/xcopa", language, "test" if split == "test" else "validation",
                                 language)

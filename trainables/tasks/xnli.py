@@ -13,16 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.formats import first_existing, hub_pairs, read_tsv
+from trainables.formats import first_existing, read_tsv
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.mnli import NLI_LABELS, check_split, mnli_split, read_nli_tsv
+from trainables.tasks.loading import Hub, parse_errors
+from trainables.tasks.nli_format import NLI_LABELS, nli_hub_pairs, mnli_split, read_nli_tsv
 
 if TYPE_CHECKING:
     import datasets
-
-_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
 @lru_cache(maxsize=4)
@@ -38,27 +37,30 @@ class Xnli(Task):
         source="XNLI 1.0 (Conneau et al., 2018); English training data MultiNLI",
         hub_id="facebook/xnli:{lang}", description="3-way entailment, professionally translated "
         "dev/test sets in 15 languages; zero-shot from English MNLI",
+        benchmark_slot="xnli",
     )
     labels = NLI_LABELS
+    hub = Hub("facebook/xnli", "{language}")
 
     def load(self, split: str, language: str) -> datasets.Dataset:
-        check_split(self, split, language, self.info.languages)
+        """English training data is MNLI's; everything else XNLI's (hub or files)."""
         if split == "train" and language == "en":
             return mnli_split(self, "train", language)
-        if not self.options.data_dir:
-            data = self.hub_dataset("facebook/xnli", language, _HUB_SPLITS[split], language)
-            return hub_pairs(data, "premise", "hypothesis", "label", self.labels)
+        return super().load(split, language)
+
+    def from_hub(self, data: datasets.Dataset, split: str, language: str) -> datasets.Dataset:
+        return nli_hub_pairs(data)
+
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
         root = self.data_path()
         if split == "train":
             name = f"multinli.train.{language}.tsv"
             path = first_existing(root / "XNLI-MT-1.0" / "multinli" / name, root / name)
             return read_nli_tsv(self, path, split, language, "premise", "hypo", "label")
         name = f"xnli.{split}.tsv"
-        path = self.require_file(first_existing(root / name, root / "XNLI-1.0" / name), split, language)
-        try:
+        path = self.find_file(split, language, root / name, root / "XNLI-1.0" / name)
+        with parse_errors(self, split, language):
             rows = _rows(path, path.stat().st_mtime)
-        except ValueError as exc:
-            raise TaskDataError(f"task {self.name}: {split} split for language {language!r}: {exc}") from None
         if rows and "language" not in rows[0]:
             raise TaskDataError(f"task {self.name}: {path} lacks the column 'language'")
         data = read_nli_tsv(self, path, split, language, rows=rows,

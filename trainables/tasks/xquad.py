@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import TaskInfo
-from trainables.tasks.squad_v1 import QATask, check_split
+from trainables.tasks.loading import Hub
+from trainables.tasks.squad_format import QATask
 
 if TYPE_CHECKING:
     import datasets
 
+_TEST_SPLIT = {"test": "validation"}
 #: XQuAD languages without a ``google/xtreme`` config, read from ``google/xquad`` instead
 HUB_XQUAD_ONLY = frozenset({"ro"})
+_XQUAD_HUB = Hub("google/xquad", "xquad.{language}", _TEST_SPLIT)
 
 
 @register
@@ -28,20 +31,24 @@ class XQuAD(QATask):
         source="XQuAD (Artetxe et al., 2020); trained on SQuAD v1.1 (Rajpurkar et al., 2016)",
         hub_id="google/xtreme:XQuAD.{lang} (ro: google/xquad:xquad.ro)",
         description="cross-lingual extractive QA; English SQuAD v1.1 training data",
-        intermediate=False,
+        intermediate=False, benchmark_slot="xquad", benchmark_metric="em_f1",
         # google-research/xtreme evaluate.py: XTREME scores 11 languages (Romanian was added to
         # XQuAD later), XTREME-R all 12 (XTREME_R_TASK2LANGS["xquad"] ends with ro)
         language_sets=(("xtreme", tuple(l for l in TASK_LANGUAGES["xquad"] if l != "ro")),
                        ("xtreme_r", TASK_LANGUAGES["xquad"])),
     )
+    split_languages = {"train": ("en",), "dev": ("en",)}
+    hub = Hub("google/xtreme", "XQuAD.{language}", _TEST_SPLIT)
 
     def load(self, split: str, language: str) -> datasets.Dataset:
         """train/dev: SQuAD v1.1 (``train-v1.1.json``/``dev-v1.1.json``); test: ``xquad.<lang>.json``."""
-        check_split(self, split, language, languages=self.info.languages)
         if split != "test":
+            self.check_split(split, language)
             return self.english_squad(split, language)
-        if self.options.data_dir:
-            return self.read_json(f"xquad.{language}.json", split, language)
-        if language in HUB_XQUAD_ONLY:
-            return self.from_hub("google/xquad", f"xquad.{language}", split, language, "validation")
-        return self.from_hub("google/xtreme", f"XQuAD.{language}", split, language, "validation")
+        return super().load(split, language)
+
+    def hub_source(self, language: str) -> Hub:
+        return _XQUAD_HUB if language in HUB_XQUAD_ONLY else self.hub
+
+    def read_files(self, split: str, language: str) -> datasets.Dataset:
+        return self.read_json(f"xquad.{language}.json", split, language)
