@@ -97,7 +97,7 @@ class Lareqa(Task):
     info = TaskInfo(
         name="lareqa", family="dual_encoder", languages=TASK_LANGUAGES["lareqa"], main_metric="map_at_20",
         source="LAReQA / XQuAD-R (Roy et al., 2020); English training data SQuAD v1.1",
-        hub_id="google-research-datasets/xquad_r:{lang}", intermediate=False,
+        hub_id="google-research-datasets/xquad_r:{lang}", intermediate=False, benchmark_slot="lareqa",
         description="answer-sentence retrieval from a multilingual pool (mAP@20); zero-shot from English",
     )
     #: ties as utils_lareqa.mean_avg_prec_at_k (``scores.argsort()[::-1]``)

@@ -62,6 +62,7 @@ class MewsliX(Task):
     info = TaskInfo(
         name="mewslix", family="dual_encoder", languages=TASK_LANGUAGES["mewslix"], main_metric="map_at_20",
         source="Mewsli-X (Ruder et al., 2021); English Wikipedia training pairs", hub_id=HUB,
+        benchmark_slot="mewslix",
         intermediate=False,
         description="entity linking of news mentions to a multilingual candidate set (mAP@20)",
     )
