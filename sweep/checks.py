@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sweep.spec import Spec, SpecError, did_you_mean
+from trainables.contract import Tag, tag
 
 TRACKING_TIMEOUT_S = 5.0
 LARGE_PLAN_TRIALS = 20_000     # above this, `sweep run` wants --yes
@@ -163,9 +164,9 @@ def check_group_by(uri: str, experiment: str, group_by: str) -> None:
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], "tags.`xstilts.kind` = 'job'", max_results=50)
+    runs = client.search_runs([exp.experiment_id], f"tags.`{tag(Tag.KIND)}` = 'job'", max_results=50)
     known = sorted({k for r in runs for k in (*r.data.params, *r.data.tags) if not k.startswith("mlflow.")})
-    if runs and group_by not in known and f"xstilts.{group_by}" not in known:
+    if runs and group_by not in known and tag(group_by) not in known:
         raise SpecError("--group-by", f"{group_by!r} is neither a param nor a tag of the study's job "
                                       f"runs{did_you_mean(group_by, known)}")
 

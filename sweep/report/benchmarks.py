@@ -1,26 +1,20 @@
-"""Which tasks make up XTREME and XTREME-R, which languages each averages, and by which metric.
-Hard-coded by task name here, in one place, until task declarations carry benchmark membership.
-"""
+"""Which tasks make up XTREME and XTREME-R, which languages each averages, and by which metric:
+the report's view of ``trainables.benchmarks`` (the benchmarks' slots) and of what each task
+declares on its ``TaskInfo`` (slot, aliases, benchmark metric)."""
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
 
+from trainables.benchmarks import benchmark_language_sets, benchmark_metrics, benchmark_slots
 from trainables.tasks import task_info
 
-#: benchmark -> its task slots, each the task names that fill it (aliases)
-BENCHMARKS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "XTREME": (("xnli",), ("pawsx",), ("udpos",), ("panx", "wikiann"), ("xquad",), ("mlqa",),
-               ("tydiqa",), ("bucc",), ("tatoeba",)),
-    "XTREME-R": (("xnli",), ("xcopa",), ("udpos",), ("panx", "wikiann"), ("xquad",), ("mlqa",),
-                 ("tydiqa",), ("mewslix",), ("lareqa",), ("tatoeba",)),
-}
+#: benchmark -> its task slots, each the task names that fill it (aliases), as tasks declare them
+BENCHMARKS: dict[str, tuple[tuple[str, ...], ...]] = benchmark_slots()
 #: the metric a benchmark averages for a task, where it is not the task's main metric
-QA_TASKS = ("xquad", "mlqa", "tydiqa")
-BENCHMARK_METRIC = {**{t: "em_f1" for t in QA_TASKS}, "udpos": "f1", "panx": "f1",
-                    "wikiann": "f1", "bucc": "f1"}
+BENCHMARK_METRIC: dict[str, str] = benchmark_metrics()
 #: the name of each benchmark's language set in a task's ``TaskInfo.language_sets``
-BENCHMARK_SETS = {"XTREME": "xtreme", "XTREME-R": "xtreme_r"}
+BENCHMARK_SETS: dict[str, str] = benchmark_language_sets()
 
 
 def _benchmark_languages() -> dict[str, dict[str, tuple[str, ...]]]:
