@@ -135,6 +135,20 @@ def test_xcopa_social_iqa_is_read_from_the_parquet_conversion(hub, tmp_path):
     assert len(data) == 1 and data[0]["label"] == 0
 
 
+def test_cosmos_qa_is_read_from_the_parquet_conversion(hub, tmp_path):
+    """allenai/cosmos_qa is script-based on main (cosmos_qa.py), which datasets >= 4 cannot run."""
+    calls, answers = hub
+    answers["allenai/cosmos_qa"] = lambda name, split, kw: datasets.Dataset.from_dict({
+        "id": ["a"], "context": ["Kai missed the bus."], "question": ["Why was Kai late?"],
+        "answer0": ["the bus left"], "answer1": ["rain"], "answer2": ["none"], "answer3": ["sleep"],
+        "label": [0]})
+    data = task("cosmosqa", tmp_path).load("dev", "en")
+    assert calls == [{"path": "allenai/cosmos_qa", "name": None, "split": "validation",
+                      "revision": "refs/convert/parquet",
+                      "data_files": {"validation": "default/validation/*.parquet"}}]
+    assert len(data) == 1 and data[0]["label"] == 0
+
+
 def test_xcopa_copa_from_super_glue_main(hub, tmp_path):
     calls, answers = hub
     answers["aps/super_glue"] = lambda name, split, kw: datasets.Dataset.from_dict({

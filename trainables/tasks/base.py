@@ -142,7 +142,9 @@ class Task(ABC):
 
     def hub_split(self, hub: Hub, split: str, language: str) -> datasets.Dataset:
         """Our ``split`` in ``language`` of a Hub declaration, as the Hub has it."""
-        return self.hub_dataset(hub.path, hub.config_for(language), hub.splits[split], language)
+        hub_split = hub.splits[split]
+        return self.hub_dataset(hub.path, hub.config_for(language), hub_split, language,
+                                **hub.load_kwargs(hub_split))
 
     def hub_source(self, language: str) -> Hub | None:
         """The Hub dataset holding ``language`` (the task's ``hub``; XQuAD's Romanian differs)."""

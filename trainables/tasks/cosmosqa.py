@@ -1,7 +1,10 @@
 """Cosmos QA (Huang et al., 2019): reading comprehension needing commonsense, 4 answers.
 
 An English intermediate task; ``dev`` is the official validation split. Hub
-``allenai/cosmos_qa`` (``context``, ``question``, ``answer0``..``answer3``, ``label``), or
+``allenai/cosmos_qa`` (``context``, ``question``, ``answer0``..``answer3``, ``label``): still
+script-based on its main branch (``cosmos_qa.py``), which ``datasets`` >= 4 no longer runs, so it
+is read from the Hub's Parquet conversion (``refs/convert/parquet``, ``default/<split>/``), as
+XCOPA reads Social IQa; or
 ``data_dir`` with the upstream ``train.csv`` / ``valid.csv`` (same columns) or ``train.jsonl`` /
 ``valid.jsonl``.
 """
@@ -31,7 +34,7 @@ class CosmosQA(Task):
         description="commonsense reading comprehension, 4 answers (English intermediate task)",
     )
     splits, split_note = HIDDEN_TEST
-    hub = Hub("allenai/cosmos_qa")
+    hub = Hub("allenai/cosmos_qa", parquet_config="default")
 
     def read_files(self, split: str, language: str) -> datasets.Dataset:
         stem = _STEMS[split]

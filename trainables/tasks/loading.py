@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 #: our split -> the Hub's split, as most datasets name them
 STANDARD_SPLITS: Mapping[str, str] = {"train": "train", "dev": "validation", "test": "test"}
+#: the Hub's own Parquet conversion of a dataset that is still script-based on its main branch
+#: (``datasets`` >= 4 runs no loading scripts): one folder per config, ``<config>/<split>/``
+PARQUET_REVISION = "refs/convert/parquet"
 #: ``(splits, split_note)`` of a task whose test labels are hidden (English intermediate tasks)
 HIDDEN_TEST = (("train", "dev"), "test labels are hidden; 'dev' is the official validation split")
 
@@ -27,11 +30,21 @@ class Hub:
 
     ``config`` is one name for all languages, a template with ``{language}``, a mapping
     language -> config (a language missing from it has no Hub config), or None.
+    ``parquet_config`` reads a script-based dataset from its Parquet conversion instead
+    (``PARQUET_REVISION``, the files of that config folder).
     """
 
     path: str
     config: str | Mapping[str, str] | None = None
     splits: Mapping[str, str] = field(default_factory=lambda: dict(STANDARD_SPLITS))
+    parquet_config: str | None = None
+
+    def load_kwargs(self, hub_split: str) -> dict:
+        """What ``load_dataset`` needs beyond id, config and split."""
+        if self.parquet_config is None:
+            return {}
+        return {"revision": PARQUET_REVISION,
+                "data_files": {hub_split: f"{self.parquet_config}/{hub_split}/*.parquet"}}
 
     def has(self, language: str) -> bool:
         return not isinstance(self.config, Mapping) or language in self.config

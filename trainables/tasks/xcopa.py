@@ -32,7 +32,7 @@ from trainables.formats import read_json_lines
 from trainables.languages import TASK_LANGUAGES
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskDataError, TaskInfo
-from trainables.tasks.loading import require_columns
+from trainables.tasks.loading import PARQUET_REVISION, Hub, require_columns
 
 if TYPE_CHECKING:
     import datasets
@@ -41,9 +41,7 @@ QUESTIONS = {"cause": "What was the CAUSE of this?", "effect": "What happened as
 ENGLISH_TRAIN = ("siqa", "copa")
 _COPA_FIELDS = ("premise", "choice1", "choice2", "question", "label")
 _SIQA_FIELDS = ("context", "question", "answerA", "answerB", "answerC", "label")
-#: the Hub's Parquet conversion of a script-based dataset (Social IQa)
-PARQUET_REVISION = "refs/convert/parquet"
-SIQA_HUB = "allenai/social_i_qa"
+SIQA_HUB = Hub("allenai/social_i_qa", parquet_config="default")
 
 
 def copa_dataset(task: Task, data, where: str) -> datasets.Dataset:
@@ -121,6 +119,5 @@ class Xcopa(Task):
         if source == "copa":
             data = self.hub_dataset("aps/super_glue", "copa", hub_split, "en")
             return copa_dataset(self, data, "hub aps/super_glue copa")
-        data = self.hub_dataset(SIQA_HUB, None, hub_split, "en", revision=PARQUET_REVISION,
-                                data_files={hub_split: f"default/{hub_split}/*.parquet"})
-        return siqa_dataset(self, data, f"hub {SIQA_HUB} ({PARQUET_REVISION})")
+        data = self.hub_dataset(SIQA_HUB.path, None, hub_split, "en", **SIQA_HUB.load_kwargs(hub_split))
+        return siqa_dataset(self, data, f"hub {SIQA_HUB.path} ({PARQUET_REVISION})")
