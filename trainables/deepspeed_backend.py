@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from trainables.steps import parameter_groups, process_rank
+
 log = logging.getLogger(__name__)
 
 STAGES = (0, 1, 2, 3)
@@ -204,8 +206,6 @@ class DeepSpeedOptimization:
                  checkpoint_dir: str | os.PathLike | None = None) -> None:
         import deepspeed
 
-        from trainables.steps import parameter_groups
-
         self.ds_settings = (ds_settings if isinstance(ds_settings, DeepSpeedSettings)
                             else DeepSpeedSettings.from_dict(ds_settings))
         self.model = model
@@ -232,6 +232,11 @@ class DeepSpeedOptimization:
 
     def update(self) -> None:
         self.engine.step()
+
+    def save_model(self, tokenizer, out_dir: Path, meta: dict) -> None:
+        """The consolidated weights in ``trainables.model.save_model``'s layout (``save_consolidated``):
+        a collective, since ZeRO partitions them; every rank must call it, rank 0 writes."""
+        save_consolidated(self.engine, self.model, tokenizer, out_dir, meta)
 
     def close(self) -> None:
         """Release the engine (hooks, partitions, optimizer state) once training is over."""
@@ -283,7 +288,7 @@ def consolidated_state_dict(engine) -> dict[str, torch.Tensor] | None:
         return engine._zero3_consolidated_16bit_state_dict()
     from deepspeed.utils import safe_get_full_fp32_param
 
-    keep = _rank() == 0
+    keep = process_rank() == 0
     state = {}
     for name, param in engine.module.named_parameters():
         full = safe_get_full_fp32_param(param)  # every rank takes part in the gather
@@ -294,12 +299,6 @@ def consolidated_state_dict(engine) -> dict[str, torch.Tensor] | None:
     for name, buffer in engine.module.named_buffers():
         state[name] = buffer.detach().cpu().clone()
     return state
-
-
-def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
 
 
 def save_consolidated(engine, model, tokenizer, out_dir: Path, meta: dict) -> None:

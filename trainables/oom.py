@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Callable, TypeVar
+from dataclasses import dataclass, field
+from typing import Callable, Generic, TypeVar
 
 import torch
 
@@ -73,8 +74,18 @@ def smaller_micro_batch(micro: int, floor: int = 1) -> int | None:
     return None
 
 
-def run_with_oom_retry(fn: Callable[[dict], T], hparams: dict, *, floor: int = 1,
-                       on_retry: Callable[[dict, dict], None] | None = None) -> T:
+@dataclass(frozen=True)
+class OomOutcome(Generic[T]):
+    """What an attempt returned, and what actually ran: the hyperparameters of the attempt that
+    fitted (a smaller micro-batch after an OOM) and one record per retry before it."""
+
+    value: T
+    hparams: dict
+    retries: list[dict] = field(default_factory=list)
+
+
+def retry_on_oom(fn: Callable[[dict], T], hparams: dict, *, floor: int = 1,
+                 on_retry: Callable[[dict, dict], None] | None = None) -> OomOutcome[T]:
     """``fn(hparams)``; on OOM, again with a smaller micro-batch and proportionally more accumulation.
 
     ``on_retry(record, new_hparams)`` is called before each retry; ``record`` holds attempt,
@@ -82,10 +93,10 @@ def run_with_oom_retry(fn: Callable[[dict], T], hparams: dict, *, floor: int = 1
     When the micro-batch cannot shrink below ``floor`` the last OOM error is raised.
     """
     current = dict(hparams)
-    attempt = 0
+    retries: list[dict] = []
     while True:
         try:
-            return fn(current)
+            return OomOutcome(fn(current), current, retries)
         except BaseException as exc:  # noqa: BLE001 - filtered right below
             if not is_out_of_memory(exc):
                 raise
@@ -95,15 +106,28 @@ def run_with_oom_retry(fn: Callable[[dict], T], hparams: dict, *, floor: int = 1
             if smaller is None:
                 log.error("out of memory at batch_size %d (floor %d): giving up", micro, floor)
                 raise
-            attempt += 1
-            record = {"attempt": attempt, "old_batch_size": micro, "old_grad_accumulation": accumulation,
+            record = {"attempt": len(retries) + 1, "old_batch_size": micro, "old_grad_accumulation": accumulation,
                       "new_batch_size": smaller, "new_grad_accumulation": accumulation * (micro // smaller),
                       "error": (str(exc).splitlines() or [type(exc).__name__])[0][:300]}
         # outside the except block: the traceback (and the tensors its frames hold) is gone
         free_accelerator_memory()
+        retries.append(record)
         current = {**current, "batch_size": record["new_batch_size"],
                    "grad_accumulation": record["new_grad_accumulation"]}
         log.warning("out of memory: retrying with batch_size %d x grad_accumulation %d (was %d x %d)",
                     record["new_batch_size"], record["new_grad_accumulation"], micro, accumulation)
         if on_retry is not None:
             on_retry(record, dict(current))
+
+
+def run_once(fn: Callable[[dict], T], hparams: dict) -> OomOutcome[T]:
+    """One attempt, no retry: a rank of a multi-worker trial, whose worker group is retried as a
+    whole (one rank retrying alone would leave the others waiting in a collective)."""
+    current = dict(hparams)
+    return OomOutcome(fn(current), current)
+
+
+def run_with_oom_retry(fn: Callable[[dict], T], hparams: dict, *, floor: int = 1,
+                       on_retry: Callable[[dict, dict], None] | None = None) -> T:
+    """``retry_on_oom``'s value alone, for callers that only need what ``fn`` returned."""
+    return retry_on_oom(fn, hparams, floor=floor, on_retry=on_retry).value

@@ -6,15 +6,19 @@ Two small interfaces keep the loop in ``train.py`` closed to change:
   several times (adversarial methods add perturbed passes); the plain step is one pass;
 * an ``Optimization`` owns optimizer, schedule and the update (plain AdamW here, a DeepSpeed
   engine in ``trainables.deepspeed_backend``): ``backward`` scales for gradient accumulation,
-  ``update`` clips, steps and zeroes.
+  ``update`` clips, steps and zeroes, ``save_model`` writes the weights it trains (a collective:
+  every rank calls it, rank 0 writes) and ``close`` releases what it holds once training ends.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 from transformers import get_linear_schedule_with_warmup
+
+from trainables.model import save_model
 
 Backward = Callable[[torch.Tensor], None]
 
@@ -38,6 +42,17 @@ class Optimization(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def save_model(self, tokenizer, out_dir: Path, meta: dict) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def process_rank() -> int:
+    """This process's rank in the trial's process group (0 without one)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
 
 
 def parameter_groups(model, weight_decay: float) -> list[dict]:
@@ -99,3 +114,11 @@ class PlainOptimization:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+
+    def save_model(self, tokenizer, out_dir: Path, meta: dict) -> None:
+        """``trainables.model.save_model`` on rank 0: every rank holds the same full weights."""
+        if process_rank() == 0:
+            save_model(self.model, tokenizer, out_dir, meta)
+
+    def close(self) -> None:
+        """Nothing to release: optimizer and schedule go with the last reference to them."""
