@@ -251,7 +251,7 @@ def test_a_multi_task_trial_featurizes_each_task_at_its_own_length(tmp_path, toy
     import trainables.trial as trial
 
     seen: dict[str, set] = {}
-    real = trial.get_family
+    real = trial.training.get_family
 
     class Recording:
         def __init__(self, family):
@@ -264,7 +264,7 @@ def test_a_multi_task_trial_featurizes_each_task_at_its_own_length(tmp_path, toy
             seen.setdefault(task.name, set()).add(max_length)
             return self.family.featurize(task, data, tokenizer, max_length)
 
-    monkeypatch.setattr(trial, "get_family", lambda name: Recording(real(name)))
+    monkeypatch.setattr(trial.training, "get_family", lambda name: Recording(real(name)))
     options = {t: {"data_dir": str(toy_root)} for t in ("toy_chunk", "toy_paraphrase")}
     trial.run_trial({**_target(tmp_path, toy_root, small_model, task_options=options, hparams={**HP, "epochs": 1}),
                      "stage": "intermediate", "tasks": ["toy_chunk", "toy_paraphrase"], "languages": [],
@@ -315,7 +315,7 @@ def test_a_trial_killed_mid_epoch_resumes_from_its_last_steps(tmp_path, toy_root
 
     settings = {"checkpoint_every_steps": 5}
     reference = trial.run_trial(_target(tmp_path / "ref", toy_root, small_model, settings=settings))
-    real_train = trial.train
+    real_train = trial.training.train
 
     def killed_after_two_states(*args, on_checkpoint, **kwargs):
         seen = []
@@ -328,13 +328,13 @@ def test_a_trial_killed_mid_epoch_resumes_from_its_last_steps(tmp_path, toy_root
 
         return real_train(*args, on_checkpoint=checkpoint, **kwargs)
 
-    monkeypatch.setattr(trial, "train", killed_after_two_states)
+    monkeypatch.setattr(trial.training, "train", killed_after_two_states)
     config = _target(tmp_path / "killed", toy_root, small_model, settings=settings)
     with pytest.raises(KeyboardInterrupt):
         trial.run_trial(config)
     state = torch.load(tmp_path / "killed" / "out" / "resume" / "state.pt", weights_only=False)
     assert state["step"] == 10 and state["partial"] == {**state["partial"], "epoch": 0, "micro": 10}
-    monkeypatch.setattr(trial, "train", real_train)
+    monkeypatch.setattr(trial.training, "train", real_train)
     reports: list[dict] = []
     resumed = trial.run_trial(config, report=reports.append)
     assert [r["epoch"] for r in reports if "epoch" in r] == [1, 2]   # epoch 1 finished from step 10 on

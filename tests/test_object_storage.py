@@ -507,7 +507,7 @@ def test_a_two_worker_trial_resumes_from_the_bucket_on_a_wiped_node(engine, s3, 
     from trainables.model import build_model
     from trainables.tasks import build_task
     from trainables.tasks.base import TaskOptions
-    from trainables.trial import _evaluate_languages
+    from trainables.trial.evaluation import evaluate_languages as _evaluate_languages
 
     local = tmp_path / "selected"
     storage.download_dir(storage.join(out, "model"), local)

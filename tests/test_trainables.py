@@ -295,7 +295,7 @@ def test_adversarial_multitask_intermediate_trial(tmp_path, toy_root, small_mode
     classification task) trains with it, and the trial completes with finite losses."""
     import math
 
-    import trainables.trial
+    import trainables.trial.training
     from trainables.adversarial import METHODS, build_step
 
     calls: list[tuple[str, float]] = []
@@ -309,7 +309,7 @@ def test_adversarial_multitask_intermediate_trial(tmp_path, toy_root, small_mode
             return calls[-1][1]
         return counted
 
-    monkeypatch.setattr(trainables.trial, "build_step", counting_build_step)
+    monkeypatch.setattr(trainables.trial.training, "build_step", counting_build_step)
     reports: list[dict] = []
     result = run_trial(_trial(tmp_path, toy_root, small_model, hparams={**HP, "epochs": 1, "adversarial": method}),
                        report=reports.append)
