@@ -194,7 +194,7 @@ def _settings(spec: Spec, stage: str, space: dict) -> tuple[dict, dict]:
     return settings, identity
 
 
-#: what an eval job's trial reads from its hyperparameters (trainables.trial._evaluate)
+#: what an eval job's trial reads from its hyperparameters (trainables.trial.evaluation)
 EVAL_HYPERPARAMETERS = ("max_length", "eval_batch_size")
 
 
