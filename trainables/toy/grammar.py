@@ -90,6 +90,48 @@ class Event:
 Sentence = tuple[Event, ...]  # one or two coordinated clauses
 
 # ------------------------------------------------------------------------------------------------
+# Topics: concept-specific contexts
+#
+# A sentence is about one of ``N_TOPICS`` scenes, and most of its content words (nouns, verbs,
+# adjectives, adverbs, names) are drawn from that scene's members. Without this, every noun of a
+# class would occur in exactly the same contexts as every other one, so no amount of masked-LM
+# pretraining could tell "dog" from "cat" - or align "dog" with its translation: real words have
+# characteristic company, and that is what multilingual pretraining aligns.
+
+N_TOPICS = 12
+#: probability that a content word is drawn from the sentence's topic rather than uniformly
+TOPIC_RATE = 0.8
+
+
+def _topic_table() -> dict[str, int]:
+    table: dict[str, int] = {}
+    groups = [*NOUNS_BY_CLASS.values(), VERBS, *ADJS_BY_CLASS.values(), ADVS, PERSON_NAMES, PLACE_NAMES]
+    for group in groups:
+        order = list(group)
+        random.Random(f"xstilts-toy-topics-{group[0]}").shuffle(order)
+        for i, item in enumerate(order):
+            table[item] = i % N_TOPICS
+    return table
+
+
+TOPIC_OF: dict[str, int] = _topic_table()
+
+
+def sample_topic(rng: random.Random) -> int:
+    return rng.randrange(N_TOPICS)
+
+
+def pick(rng: random.Random, items, topic: int | None, exclude=()):
+    """One of ``items``: with probability ``TOPIC_RATE`` one of ``topic``'s members (if it has any)."""
+    pool = [x for x in items if x not in exclude]
+    if topic is not None and rng.random() < TOPIC_RATE:
+        members = [x for x in pool if TOPIC_OF.get(x) == topic]
+        if members:
+            return rng.choice(members)
+    return rng.choice(pool)
+
+
+# ------------------------------------------------------------------------------------------------
 # Sampling meanings
 
 
@@ -99,16 +141,19 @@ _ADJ_CHOICES = {
 }
 
 
-def sample_adjs(rng: random.Random, cls: str, k: int) -> tuple[str, ...]:
-    return tuple(rng.sample(_ADJ_CHOICES[cls], k)) if k else ()
+def sample_adjs(rng: random.Random, cls: str, k: int, topic: int | None = None) -> tuple[str, ...]:
+    adjs: list[str] = []
+    for _ in range(k):
+        adjs.append(pick(rng, _ADJ_CHOICES[cls], topic, exclude=adjs))
+    return tuple(adjs)
 
 
 def sample_noun_np(rng: random.Random, cls: str, *, allow_num: bool = False,
-                   adj_probs: tuple[float, float] = (0.33, 0.12)) -> NP:
-    head = rng.choice(NOUNS_BY_CLASS[cls])
+                   adj_probs: tuple[float, float] = (0.33, 0.12), topic: int | None = None) -> NP:
+    head = pick(rng, NOUNS_BY_CLASS[cls], topic)
     r = rng.random()
     k = 2 if r < adj_probs[1] else 1 if r < adj_probs[0] + adj_probs[1] else 0
-    adjs = sample_adjs(rng, cls, k)
+    adjs = sample_adjs(rng, cls, k, topic)
     num = rng.choice(NUMERALS) if allow_num and rng.random() < 0.15 else None
     if num is not None:
         det = "the" if rng.random() < 0.3 else None
@@ -117,20 +162,20 @@ def sample_noun_np(rng: random.Random, cls: str, *, allow_num: bool = False,
     return NP("noun", head, adjs, k == 2 and rng.random() < 0.4, det, num)
 
 
-def sample_agent(rng: random.Random) -> NP:
+def sample_agent(rng: random.Random, topic: int | None = None) -> NP:
     r = rng.random()
     if r < 0.15:
-        return NP("name", rng.choice(PERSON_NAMES), det=None)
+        return NP("name", pick(rng, PERSON_NAMES, topic), det=None)
     if r < 0.25:
         return NP("pron", rng.choice(PRONOUNS), det=None)
     if r < 0.31:
-        first = sample_noun_np(rng, "animate", adj_probs=(0.2, 0.0))
+        first = sample_noun_np(rng, "animate", adj_probs=(0.2, 0.0), topic=topic)
         second = first
         while second.head == first.head:  # "the dog and the dog" is not a coordination
-            second = (NP("name", rng.choice(PERSON_NAMES), det=None) if rng.random() < 0.3
-                      else sample_noun_np(rng, "animate", adj_probs=(0.2, 0.0)))
+            second = (NP("name", pick(rng, PERSON_NAMES, topic), det=None) if rng.random() < 0.3
+                      else sample_noun_np(rng, "animate", adj_probs=(0.2, 0.0), topic=topic))
         return _coord(first, second)
-    return sample_noun_np(rng, "animate")
+    return sample_noun_np(rng, "animate", topic=topic)
 
 
 def _coord(first: NP, second: NP) -> NP:
@@ -157,18 +202,18 @@ def verb_accepts(verb: str, cls: str) -> bool:
     return want == "any" or want == cls or (want == "thing" and cls == "food")
 
 
-def sample_patient(rng: random.Random, verb: str) -> NP:
+def sample_patient(rng: random.Random, verb: str, topic: int | None = None) -> NP:
     cls = patient_class_for(rng, verb)
     if cls == "animate" and rng.random() < 0.2:
-        return NP("name", rng.choice(PERSON_NAMES), det=None)
-    return sample_noun_np(rng, cls, allow_num=True)
+        return NP("name", pick(rng, PERSON_NAMES, topic), det=None)
+    return sample_noun_np(rng, cls, allow_num=True, topic=topic)
 
 
-def sample_pp(rng: random.Random) -> PP:
+def sample_pp(rng: random.Random, topic: int | None = None) -> PP:
     adp = rng.choice(ADPS)
     if rng.random() < 0.2:
-        return PP(adp, NP("name", rng.choice(PLACE_NAMES), det=None))
-    return PP(adp, sample_noun_np(rng, "place", adj_probs=(0.25, 0.0)))
+        return PP(adp, NP("name", pick(rng, PLACE_NAMES, topic), det=None))
+    return PP(adp, sample_noun_np(rng, "place", adj_probs=(0.25, 0.0), topic=topic))
 
 
 def definite(np: NP) -> NP:
@@ -181,12 +226,13 @@ def definite(np: NP) -> NP:
 
 
 def sample_event(rng: random.Random, *, neg_rate: float = 0.2, pp_rate: float = 0.35,
-                 adv_rate: float = 0.3) -> Event:
-    verb = rng.choice(VERBS)
-    agent = sample_agent(rng)
-    patient = sample_patient(rng, verb)
-    pp = sample_pp(rng) if rng.random() < pp_rate else None
-    adv = rng.choice(ADVS) if rng.random() < adv_rate else None
+                 adv_rate: float = 0.3, topic: int | None = None) -> Event:
+    """One clause; ``topic`` (see ``pick``) biases its content words, None draws them uniformly."""
+    verb = pick(rng, VERBS, topic)
+    agent = sample_agent(rng, topic)
+    patient = sample_patient(rng, verb, topic)
+    pp = sample_pp(rng, topic) if rng.random() < pp_rate else None
+    adv = pick(rng, ADVS, topic) if rng.random() < adv_rate else None
     neg = rng.random() < neg_rate
     ev = Event(agent, verb, patient, pp, adv, neg, adv_initial=adv is not None and rng.random() < 0.4)
     return normalise_negation(ev) if neg else ev
@@ -208,9 +254,11 @@ def normalise_negation(ev: Event) -> Event:
 
 
 def sample_sentence(rng: random.Random, *, two_clause_rate: float = 0.12) -> Sentence:
-    first = sample_event(rng)
+    """One or two clauses about one topic (drawn here)."""
+    topic = sample_topic(rng)
+    first = sample_event(rng, topic=topic)
     if rng.random() < two_clause_rate:
-        second = replace(sample_event(rng), adv_initial=False)
+        second = replace(sample_event(rng, topic=topic), adv_initial=False)
         return (first, second)
     return (first,)
 

@@ -32,12 +32,14 @@ from trainables.toy.grammar import (
     code_switch,
     heads,
     normalise_negation,
+    pick,
     render,
     sample_adjs,
     sample_event,
     sample_noun_np,
     sample_pp,
     sample_sentence,
+    sample_topic,
     text,
     verb_accepts,
 )
@@ -56,7 +58,7 @@ from trainables.toy.lexicon import (
 logger = logging.getLogger(__name__)
 
 #: bump when the generator's output changes, so that stale builds are rebuilt
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
 #: probability that a content word of a mixed-corpus sentence is re-drawn in a random toy
 #: language (its own included); high, because in the toy world a word's context says little about
@@ -127,15 +129,15 @@ def _additions(ev: Event, *, adjectives_only: bool) -> list[tuple[str, ...]]:
     return adds
 
 
-def _add(ev: Event, adds: list[tuple[str, ...]], rng: random.Random) -> Event:
+def _add(ev: Event, adds: list[tuple[str, ...]], rng: random.Random, topic: int) -> Event:
     for add in adds:
         if add[0] == "adj":
             np: NP = getattr(ev, add[1])
-            ev = replace(ev, **{add[1]: replace(np, adjs=sample_adjs(rng, np.cls, 1))})
+            ev = replace(ev, **{add[1]: replace(np, adjs=sample_adjs(rng, np.cls, 1, topic))})
         elif add[0] == "pp":
-            ev = replace(ev, pp=sample_pp(rng))
+            ev = replace(ev, pp=sample_pp(rng, topic))
         else:
-            ev = replace(ev, adv=rng.choice(ADVS), adv_initial=rng.random() < 0.4)
+            ev = replace(ev, adv=pick(rng, ADVS, topic), adv_initial=rng.random() < 0.4)
     return ev
 
 
@@ -152,7 +154,10 @@ def _nli_pair(rng: random.Random, label: str) -> tuple[Event, Event]:
     agent/patient swapped, another verb or another number (adjectives may be dropped too).
     """
     while True:
-        premise = sample_event(rng, neg_rate=0.2, pp_rate=0.45, adv_rate=0.4)
+        # what the hypothesis adds or changes is drawn from the premise's topic too, so that an
+        # off-topic word is no shortcut to the label
+        topic = sample_topic(rng)
+        premise = sample_event(rng, neg_rate=0.2, pp_rate=0.45, adv_rate=0.4, topic=topic)
         if label == "entailment":
             mods = _modifiers(premise, adjectives_only=premise.neg)
             if not mods:
@@ -162,12 +167,12 @@ def _nli_pair(rng: random.Random, label: str) -> tuple[Event, Event]:
             adds = _additions(premise, adjectives_only=premise.neg)
             if not adds:
                 continue
-            hyp = _add(premise, _subset(rng, adds), rng)
+            hyp = _add(premise, _subset(rng, adds), rng, topic)
             mods = _modifiers(premise, adjectives_only=premise.neg)
             if mods and rng.random() < 0.3:
                 hyp = _drop(hyp, _subset(rng, mods))
             return premise, hyp
-        hyp = _contradict(rng, premise)
+        hyp = _contradict(rng, premise, topic)
         if hyp is None:
             continue
         adj_mods = _modifiers(hyp, adjectives_only=True)
@@ -176,7 +181,7 @@ def _nli_pair(rng: random.Random, label: str) -> tuple[Event, Event]:
         return premise, hyp
 
 
-def _contradict(rng: random.Random, ev: Event) -> Event | None:
+def _contradict(rng: random.Random, ev: Event, topic: int | None = None) -> Event | None:
     """A contradicting hypothesis, or None if this premise admits none of the chosen kind.
 
     Under negation only flipping the polarity contradicts ("does not see X" is compatible with
@@ -198,7 +203,7 @@ def _contradict(rng: random.Random, ev: Event) -> Event | None:
         return flipped
     if kind == "verb":
         choices = [v for v in VERBS if v != ev.verb and verb_accepts(v, ev.patient.cls)]
-        return replace(ev, verb=rng.choice(choices))
+        return replace(ev, verb=pick(rng, choices, topic))
     if kind == "swap":
         return replace(ev, agent=ev.patient, patient=ev.agent)
     other = rng.choice([n for n in NUMERALS if n != ev.patient.num])
@@ -208,28 +213,28 @@ def _contradict(rng: random.Random, ev: Event) -> Event | None:
 def _paraphrase_pair(rng: random.Random, label: int) -> tuple[Event, Event]:
     """label 1: same meaning (only surface changes: synonyms chosen at render time, modifier
     order, adverb position); label 0: one argument or the verb changed."""
-    ev = sample_event(rng, neg_rate=0.15, pp_rate=0.4, adv_rate=0.4)
+    topic = sample_topic(rng)
+    ev = sample_event(rng, neg_rate=0.15, pp_rate=0.4, adv_rate=0.4, topic=topic)
     other = _reorder(rng, ev) if rng.random() < 0.5 else ev
     if label == 1:
         return ev, other
     r = rng.random()
     if r < 0.35:
         choices = [v for v in VERBS if v != ev.verb and verb_accepts(v, ev.patient.cls)]
-        return ev, replace(other, verb=rng.choice(choices))
+        return ev, replace(other, verb=pick(rng, choices, topic))
     role = "agent" if r < 0.7 else "patient"
     np: NP = getattr(other, role)
-    new = _other_referent(rng, np)
+    new = _other_referent(rng, np, topic)
     return ev, replace(other, **{role: new})
 
 
-def _other_referent(rng: random.Random, np: NP) -> NP:
+def _other_referent(rng: random.Random, np: NP, topic: int) -> NP:
     if np.kind == "name":
-        return replace(np, head=rng.choice([n for n in PERSON_NAMES if n != np.head]))
+        return replace(np, head=pick(rng, PERSON_NAMES, topic, exclude=(np.head,)))
     if np.kind == "noun":
-        nouns = [n for n in NOUNS_BY_CLASS[np.cls] if n != np.head]
-        return replace(np, head=rng.choice(nouns))
+        return replace(np, head=pick(rng, NOUNS_BY_CLASS[np.cls], topic, exclude=(np.head,)))
     # pronoun or coordination: replace by a fresh noun phrase
-    return sample_noun_np(rng, "animate")
+    return sample_noun_np(rng, "animate", topic=topic)
 
 
 def _reorder(rng: random.Random, ev: Event) -> Event:
