@@ -136,7 +136,7 @@ class Task(ABC):
         if hub is None:
             raise TaskDataError(_NO_SOURCE.format(task=self.name))
         if not hub.has(language):
-            raise TaskDataError(f"task {self.name}: language {language!r} has no {hub.path} config; "
+            raise TaskDataError(f"task {self.name}: language {language!r} has no {hub.path} {self.name} config; "
                                 f"set tasks.{self.name}.data_dir to {self.files_hint(language)}")
         return self.from_hub(self.hub_split(hub, split, language), split, language)
 
