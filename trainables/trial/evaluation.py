@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from trainables.contract import metric_key
 from trainables.families import get_family
 from trainables.perturb import apply_perturbation, build_perturbation
 from trainables.records import perturbation_label
@@ -77,7 +78,7 @@ def _language_metrics(task: Task, model, tokenizer, lang: str, hp: dict, perturb
     n = result.pop("n", None)
     if n is not None:
         metrics[f"{task.name}/n/{lang}"] = n
-    metrics.update({f"{task.name}/{name}/{lang}": value for name, value in result.items()})
+    metrics.update({metric_key(task.name, name, lang): value for name, value in result.items()})
     log.info("%s %s: %s", task.name, lang, {k: round(v, 4) for k, v in result.items()})
     for config in perturbations:
         label = f"{task.name}.{perturbation_label(config)}"
@@ -93,7 +94,7 @@ def _language_metrics(task: Task, model, tokenizer, lang: str, hp: dict, perturb
         scores = _evaluate(family, task, model, perturbed, tokenizer, hp)
         scores.pop("n", None)
         scores["drop"] = result[main] - scores[main]
-        metrics.update({f"{label}/{name}/{lang}": value for name, value in scores.items()})
+        metrics.update({metric_key(label, name, lang): value for name, value in scores.items()})
         log.info("%s %s under %s: %s", task.name, lang, label, {k: round(v, 4) for k, v in scores.items()})
     return metrics
 
