@@ -80,7 +80,7 @@ def test_layout_and_manifest(toy):
             assert len(path.read_text(encoding="utf-8").splitlines()) == count, rel
     expected = ["toy_xnli/train-en.jsonl", "toy_xnli/dev-en.jsonl", "toy_paraphrase/train-en.jsonl",
                 "toy_paraphrase/dev-en.jsonl", "toy_pos/train-en.conllu", "toy_pos/dev-en.conllu",
-                "toy_chunk/train-en.jsonl", "toy_chunk/dev-en.jsonl", "corpus/mixed.txt"]
+                "toy_chunk/train-en.jsonl", "toy_chunk/dev-en.jsonl", "corpus/mixed.txt", "corpus/parallel.tsv"]
     expected += [f"toy_xnli/test-{lang}.jsonl" for lang in TOY_LANGUAGES]
     expected += [f"toy_pos/test-{lang}.conllu" for lang in TOY_LANGUAGES]
     expected += [f"corpus/{lang}.txt" for lang in TOY_LANGUAGES]
@@ -289,6 +289,24 @@ def test_mixed_corpus_is_code_switched(toy):
         langs = {lang for w in _words(line) for lang in TOY_LANGUAGES if w in vocab[lang]}
         n_mixed += len(langs) >= 2
     assert n_mixed > 0.5 * len(lines)
+
+
+def test_parallel_corpus_pairs_english_with_one_derived_language_and_holds_out_tatoeba(toy):
+    vocab = {lang: lexicon_vocabulary(lang) for lang in TOY_LANGUAGES}
+    pairs = [line.split("\t") for line in (toy / "corpus/parallel.tsv").read_text(encoding="utf-8").splitlines()]
+    assert len(pairs) == SMALL["n_corpus"] and all(len(pair) == 2 for pair in pairs)
+    tatoeba = {line for path in (toy / "toy_tatoeba").iterdir() for line in path.read_text(encoding="utf-8").splitlines()}
+    seen = Counter()
+    for english, translation in pairs:
+        assert english not in tatoeba and translation not in tatoeba
+        words = [w for w in _words(translation) if w not in SHARED_ANCHORS]
+        own = [lang for lang in DERIVED if sum(w in vocab[lang] for w in words) > 0.5 * len(words)]
+        assert len(own) == 1, translation
+        seen[own[0]] += 1
+        # the same meaning: the shared anchors (names, digits) of both sides agree
+        assert sorted(w for w in _words(english) if w in SHARED_ANCHORS) == \
+            sorted(w for w in _words(translation) if w in SHARED_ANCHORS)
+    assert set(seen) == set(DERIVED)
 
 
 def test_word_orders(toy):

@@ -58,7 +58,7 @@ from trainables.toy.lexicon import (
 logger = logging.getLogger(__name__)
 
 #: bump when the generator's output changes, so that stale builds are rebuilt
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
 #: probability that a content word of a mixed-corpus sentence is re-drawn in a random toy
 #: language (its own included); high, because in the toy world a word's context says little about
@@ -397,6 +397,23 @@ def _gen_corpus(out: Path, seed: int, counts: dict[str, int], n_corpus: int) -> 
             yield text(toks)
 
     counts["corpus/mixed.txt"] = _write_lines(d / "mixed.txt", mixed())
+    rng = _rng(seed, "corpus", "parallel")
+    held_out = {line for path in (out / "toy_tatoeba").iterdir()
+                for line in path.read_text(encoding="utf-8").splitlines()}
+
+    def parallel() -> Iterable[str]:
+        # translation pairs (English and one derived language, the same meaning), the parallel data
+        # of the tiny model's cross-lingual contrast; no side is a Tatoeba test sentence
+        n = 0
+        while n < n_corpus:
+            meaning = sample_sentence(rng)
+            lang = rng.choice(DERIVED_LANGUAGES)
+            pair = (text(render(meaning, "en", rng)), text(render(meaning, lang, rng)))
+            if held_out.isdisjoint(pair):
+                n += 1
+                yield "\t".join(pair)
+
+    counts["corpus/parallel.tsv"] = _write_lines(d / "parallel.tsv", parallel())
 
 
 # ------------------------------------------------------------------------------------------------
