@@ -137,8 +137,8 @@ def test_generates_missing_data_and_logs_mlm_loss(tmp_path, monkeypatch, caplog)
     assert calls == [tmp_path / "data"]
     assert (tmp_path / "data" / "manifest.json").is_file()
     assert (path / "config.json").is_file()
-    losses = [r.getMessage() for r in caplog.records if "MLM loss" in r.getMessage()]
-    assert len(losses) >= 2
+    losses = [r.getMessage() for r in caplog.records if "pretraining: step" in r.getMessage()]
+    assert len(losses) >= 2 and all("contrastive loss" in line for line in losses)
 
 
 def test_older_generator_data_is_regenerated_with_its_arguments(tmp_path):
@@ -190,8 +190,48 @@ def test_mask_tokens_follows_bert_recipe():
     assert torch.equal(inputs[~chosen], ids[~chosen])
 
 
+def test_contrastive_loss_learns_to_rank_each_translation_first(built, data_root):
+    """The cross-lingual contrast's gold pairs are the diagonal: a few optimizer steps on it alone
+    lower the loss and make every sentence's pooled state nearest its own translation's."""
+    from transformers import AutoTokenizer, XLMRobertaForMaskedLM
+
+    tokenizer = AutoTokenizer.from_pretrained(built[1])
+    lines = (data_root / "corpus" / "parallel.tsv").read_text(encoding="utf-8").splitlines()[:16]
+    pairs = tiny_model._translation_pairs(tokenizer, [("parallel.tsv", line) for line in lines], SMALL)
+    assert len(pairs) == 16 and all(a != b for a, b in pairs)
+    torch.manual_seed(0)
+    model = XLMRobertaForMaskedLM(tiny_model.model_config(SMALL, len(tokenizer)))
+    model.eval()  # no dropout: the loss moves only by the updates
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loss = lambda: tiny_model.contrastive_loss(model, pairs, pad_id=tokenizer.pad_token_id, layer=1,
+                                               temperature=0.05, pooling="cls")
+    def ranked_first() -> int:
+        """How many sentences' nearest translation (cosine of the [CLS] states) is their own."""
+        with torch.no_grad():
+            sides = []
+            for rows in ([a for a, _ in pairs], [b for _, b in pairs]):
+                batch = tiny_model._padded(rows, tokenizer.pad_token_id)
+                mask = (batch != tokenizer.pad_token_id).long()
+                hidden = model.roberta(input_ids=batch, attention_mask=mask).last_hidden_state
+                sides.append(torch.nn.functional.normalize(hidden[:, 0], dim=-1))
+        return int(((sides[0] @ sides[1].T).argmax(dim=1) == torch.arange(len(pairs))).sum())
+
+    before, first_before = loss().item(), ranked_first()
+    for _ in range(80):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < 0.2 * before
+    # short toy sentences can repeat in 16 pairs, so not all 16 can be told apart
+    assert ranked_first() >= max(12, first_before + 6), first_before
+
+
 def test_invalid_settings_rejected():
     with pytest.raises(ValueError):
         TinyModelSettings(hidden_size=30, num_attention_heads=4)
     with pytest.raises(ValueError):
         TinyModelSettings(seq_len=256, max_position=128)
+    with pytest.raises(ValueError):
+        TinyModelSettings(contrast_pooling="max")
+    with pytest.raises(ValueError):
+        TinyModelSettings(contrast_batch=1)
