@@ -8,12 +8,11 @@ shipped, in a fresh storage and cache folder (the tiny model is built cold), the
 - the cross-lingual gap stays visible (English above every derived language);
 - the last line says what the table shows.
 
-It runs the whole demo (minutes on 2 cores), so it is a slow test. The criteria the demo does
-not meet yet are strict xfails (an XPASS fails, so they turn green only by being fixed). Measured
-on 2 heavily loaded cores (load average 5-25): English toy_xnli 70.0% with 10 target epochs (72.3%
-in both seeds with the shipped 14, trained directly with the trial code), so that one is met;
-toy_tatoeba baseline 12.4% (not met), no intermediate effect beyond twice the seed std (toy_paraphrase
-on toy_xnli +1.6 vs std 2.5; not met), toy_xnli English only ~2 points above `xs` (not met).
+It runs the whole demo (minutes on 2 cores), so it is a slow test. A criterion the demo does not
+meet is a strict xfail (an XPASS fails, so it turns green only by being fixed). Measured from a
+cold cache on 2 idle cores (4 min 58 s): English toy_xnli 76.3% (every derived language 5-7
+points below), toy_tatoeba baseline 42.3% top-1, lowered 4-22 points by intermediate training;
+the designed effect is not met: toy_paraphrase moves toy_xnli by -4.4 (seed std 0.6).
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from sweep.spec import load_spec
 from tests.conftest import run_sweep
 
 pytestmark = pytest.mark.slow
-NOT_YET = pytest.mark.xfail(strict=True, reason="issue 17 not met yet: the tiny model learns too little")
+NOT_YET = pytest.mark.xfail(strict=True, reason="issue 17 not met yet: toy_paraphrase is barely learned (English dev 55-60% after 2 epochs, chance 50)")
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 #: (intermediate row, target) pairs the toy world is designed to help (README)
@@ -75,7 +74,6 @@ def test_scores_above_chance(demo):
     assert report.cells[("none", "toy_tatoeba")].mean >= 0.05
 
 
-@NOT_YET
 def test_tatoeba_baseline_and_reaction(demo):
     report, _, _ = demo
     assert report.cells[("none", "toy_tatoeba")].mean >= 0.30
@@ -92,13 +90,6 @@ def test_designed_intermediate_effect_beyond_seed_noise(demo):
         assert effect.delta > 0 and effect.beyond_noise, effect
 
 
-def test_cross_lingual_gap_visible_in_tagging(demo):
-    report, _, _ = demo
-    english = _lang(report, "toy_pos", "en")
-    assert all(english - _lang(report, "toy_pos", lang) >= 0.03 for lang in ("xs", "xo", "xv"))
-
-
-@NOT_YET
 def test_cross_lingual_gap_visible(demo):
     report, _, _ = demo
     for target in ("toy_xnli", "toy_pos"):

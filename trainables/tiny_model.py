@@ -2,10 +2,11 @@
 
 Sweeps, demos and tests must run offline on a laptop CPU, so instead of downloading
 ``xlm-roberta-base`` we build a miniature of it: a SentencePiece-style Unigram tokenizer trained
-with ``tokenizers``, an ``XLMRobertaConfig`` with a few small layers, and a short masked-LM
-pretraining on the toy corpus (monolingual text of every toy language plus code-switched text).
-The pretraining is what gives it cross-lingual alignment to transfer; a randomly initialised
-encoder fine-tuned on English transfers much worse.
+with ``tokenizers``, an ``XLMRobertaConfig`` with a few small layers, and a short pretraining on
+the toy corpus: masked-LM on monolingual text of every toy language plus code-switched text, and
+InfoXLM's cross-lingual contrast on its translation pairs. The pretraining is what gives it
+cross-lingual alignment to transfer; a randomly initialised encoder fine-tuned on English
+transfers much worse.
 
 The result is a normal Hugging Face checkpoint directory (``AutoTokenizer`` / ``AutoModel``
 load it), built once and cached under a name that hashes the settings and the data it was
@@ -42,7 +43,7 @@ _CORPUS_FILES = ("en.txt", "xs.txt", "xo.txt", "xv.txt", "mixed.txt", "parallel.
 class TinyModelSettings:
     """Size and pretraining recipe of the tiny model.
 
-    Defaults are sized for a 2-core CPU: the build takes about 1.5 minutes and fine-tuning on a
+    Defaults are sized for a 2-core CPU: the build takes under 2 minutes and fine-tuning on a
     2000-example toy task takes seconds per epoch. Every field is part of the cache key.
     """
 
