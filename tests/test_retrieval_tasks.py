@@ -185,22 +185,23 @@ def test_tatoeba_real_data_through_the_loader(tmp_path, small_model):
     task = build_task("tatoeba", TaskOptions(data_dir=str(SHARED / "tatoeba"), cache_dir=str(tmp_path)))
     model, tokenizer = build_model(str(small_model), [])
     model.eval()
-    tied = []
+    distinct = []
     for lang in ("de", "zh", "sw"):                      # zh, sw: Tatoeba's cmn / swh files
         data = task.load("test", lang)
         assert len(data) == {"de": 1000, "zh": 1000, "sw": 390}[lang] and data[0]["source"] and data[0]["target"]
         part = data.select(range(40))
         result = Retrieval().evaluate(task, model, part, tokenizer, batch_size=20, max_length=32)
         assert 0.0 <= result["accuracy"] <= 1.0 and result["n"] == 40
-        # a language against itself: every line finds itself, except lines whose sub-words repeat
-        # an earlier line's (the tiny vocabulary maps much real text to <unk>): ties go to the first
-        same = part.map(lambda ex: {"target": ex["source"]})
+        # a language against itself: every line finds itself. Lines whose sub-words repeat another
+        # line's (the tiny vocabulary maps much real text to <unk>) are left out: their scores tie
+        # only up to the last bit of a matrix product, which the thread count decides
         ids = [tuple(t) for t in tokenizer(list(part["source"]), truncation=True, max_length=32)["input_ids"]]
-        firsts = sum(ids.index(t) == i for i, t in enumerate(ids))
-        tied.append(firsts < 40)
-        assert Retrieval().evaluate(task, model, same, tokenizer, batch_size=20,
-                                    max_length=32)["accuracy"] == pytest.approx(firsts / 40)
-    assert any(tied)                                     # the tie rule was exercised
+        unique = [i for i, t in enumerate(ids) if ids.count(t) == 1]
+        distinct.append(len(unique))
+        same = part.select(unique).map(lambda ex: {"target": ex["source"]})
+        assert Retrieval().evaluate(task, model, same, tokenizer, batch_size=20, max_length=32)["accuracy"] == 1.0
+    # de and sw lines are told apart (zh is nearly all <unk> to the tiny vocabulary)
+    assert distinct[0] >= 30 and distinct[2] >= 30, distinct
     cls = build_task("tatoeba", TaskOptions(data_dir=str(SHARED / "tatoeba"), pooling="cls"))
     cls_acc = Retrieval().evaluate(cls, model, part, tokenizer, batch_size=20, max_length=32)
     assert 0.0 <= cls_acc["accuracy"] <= 1.0
