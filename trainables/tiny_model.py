@@ -320,8 +320,8 @@ def _padded(rows: list[list[int]], pad_id: int) -> torch.Tensor:
 
 def contrastive_loss(model, pairs: list[tuple[list[int], list[int]]], *, pad_id: int, layer: int,
                      temperature: float, pooling: str) -> torch.Tensor:
-    """InfoXLM's cross-lingual contrast: each sentence's mean-pooled ``layer`` state picks its
-    translation among the batch's translations (in-batch negatives), in both directions."""
+    """InfoXLM's cross-lingual contrast: each sentence's ``layer`` state, pooled by ``pooling``,
+    picks its translation among the batch's translations (in-batch negatives), both directions."""
     from trainables.families.retrieval import pool
 
     sides = []
