@@ -89,6 +89,10 @@ class Design:
         self.runs = self.out / "runs" / Path(self.model).name
         hp = demo_hyperparameters()
         self.intermediate_hp = {**hp["intermediate"], **parse_values(args.intermediate)}
+        # what an intermediate job's result depends on besides its tasks and seed: names its folder
+        # and the folders of the targets that start from it
+        self.intermediate_tag = "-".join(f"{k}{v}" for k, v in sorted(
+            {**self.intermediate_hp, "mlm_cap": args.mlm_cap}.items()))
         self.target_hp = hp["target"]
         self.task_hp = hp.get("tasks", {})
         self.target_overrides = parse_values(args.target)  # over the per-task values too
@@ -111,14 +115,14 @@ class Design:
         """The model directory each (row, seed) starts its targets from; link by link for ``a+b``."""
         starts: dict = {(row, seed): None for row in rows for seed in seeds}
         chains = {row: row.split("+") for row in rows if row != "none"}
-        tag = "-".join(f"{k}{v}" for k, v in sorted(self.intermediate_hp.items()))
         for depth in range(max((len(c) for c in chains.values()), default=0)):
             futures = {}
             for row, links in chains.items():
                 if depth >= len(links):
                     continue
                 for seed in seeds:
-                    out = self.runs / "intermediate" / tag / f"{'+'.join(links[:depth + 1])}-seed{seed}"
+                    name = f"{'+'.join(links[:depth + 1])}-seed{seed}"
+                    out = self.runs / "intermediate" / self.intermediate_tag / name
                     config = self.config("intermediate", tuple(links[depth].split("&")), seed,
                                          self.intermediate_hp, out, starts[(row, seed)])
                     futures[(row, seed)] = pool.submit(run_one, config)
@@ -139,9 +143,10 @@ class Design:
                 if evaluation:
                     hp = {"max_length": hp["max_length"]}
                 tag = "-".join(f"{k}{v}" for k, v in sorted(hp.items()))
+                start = self.intermediate_tag if row != "none" else "none"
                 languages = tuple(l for l in self.languages if not (evaluation and l == "en"))
                 for seed in seeds:
-                    out = self.runs / "target" / tag / f"{row}-{target}-seed{seed}"
+                    out = self.runs / "target" / start / tag / f"{row}-{target}-seed{seed}"
                     futures[(row, target, seed)] = pool.submit(run_one, self.config(
                         "eval" if evaluation else "target", (target,), seed, hp, out, starts[(row, seed)],
                         languages))

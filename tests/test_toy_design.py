@@ -59,3 +59,12 @@ def test_smoke_run_prints_every_target_and_row(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(list((tmp_path / "runs").iterdir())) == 2
     assert len(set((tmp_path / "runs").rglob("result.json")) - first) == 1
+    # other intermediate hyperparameters: the intermediate job and its targets run again, the
+    # baseline (which does not start from it) is reused
+    second = set((tmp_path / "runs").rglob("result.json"))
+    other = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--seeds", "1", "--rows", "none,toy_chunk",
+                            "--targets", "toy_xnli", "--data-seed", "3", "--intermediate", "learning_rate=2e-3",
+                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert other.returncode == 0, other.stderr[-2000:]
+    new = set((tmp_path / "runs").rglob("result.json")) - second
+    assert sorted(p.parent.name for p in new) == ["toy_chunk-seed1", "toy_chunk-toy_xnli-seed1"]
