@@ -29,10 +29,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trainables.families import get_family  # noqa: E402 - after the repository is on the path
+from trainables.tasks import task_info  # noqa: E402
+
 SMOKE_WORLD = {"n_train": 120, "n_dev": 40, "n_test": 40, "n_corpus": 400}
 SMOKE_MODEL = {"vocab_size": 600, "hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64,
                "pretrain_steps": 4, "batch_size": 16, "contrast_batch": 8}
-RETRIEVAL = ("toy_tatoeba",)
 
 
 def parse_values(text: str) -> dict:
@@ -138,13 +140,14 @@ class Design:
         futures = {}
         for row in rows:
             for target in targets:
-                evaluation = target in RETRIEVAL
+                info = task_info(target)
+                evaluation = not get_family(info.family).trainable  # an eval job (Tatoeba)
                 hp = {**self.target_hp, **self.task_hp.get(target, {}), **self.target_overrides}
                 if evaluation:
                     hp = {"max_length": hp["max_length"]}
                 tag = "-".join(f"{k}{v}" for k, v in sorted(hp.items()))
                 start = self.intermediate_tag if row != "none" else "none"
-                languages = tuple(l for l in self.languages if not (evaluation and l == "en"))
+                languages = info.languages
                 for seed in seeds:
                     out = self.runs / "target" / start / tag / f"{row}-{target}-seed{seed}"
                     futures[(row, target, seed)] = pool.submit(run_one, self.config(
@@ -153,16 +156,10 @@ class Design:
         return {key: future.result()["metrics"] for key, future in futures.items()}
 
 
-def main_metric(target: str) -> str:
-    from trainables.tasks import build_task
-    from trainables.tasks.base import TaskOptions
-    return build_task(target, TaskOptions()).info.main_metric
-
-
 def table(results: dict, rows: list[str], targets: list[str], seeds: list[int], languages) -> list[str]:
     lines = []
     for target in targets:
-        metric = main_metric(target)
+        metric = task_info(target).main_metric
         baseline = None
         for row in rows:
             runs = [results[(row, target, seed)] for seed in seeds]
