@@ -6,6 +6,7 @@ import json
 import datasets
 import numpy as np
 import pytest
+import torch
 
 from trainables.families.retrieval import Retrieval, default_layer
 from trainables.formats import read_conllu
@@ -129,6 +130,19 @@ def test_multitask_intermediate_then_target_trial(tmp_path, toy_root, small_mode
     assert {"toy_xnli/accuracy/en", "toy_xnli/accuracy/xs", "toy_xnli/accuracy/avg"} <= set(m)
     assert m["toy_xnli/accuracy/avg"] == pytest.approx((m["toy_xnli/accuracy/en"] + m["toy_xnli/accuracy/xs"]) / 2)
     assert m["toy_xnli/n/xs"] == 60
+
+
+@pytest.mark.parametrize("freeze", [0, 1])
+def test_freeze_embeddings_keeps_the_word_embeddings_and_trains_the_rest(tmp_path, toy_root, small_model, freeze):
+    from transformers import AutoModel
+
+    result = run_trial(_trial(tmp_path, toy_root, small_model, tasks=["toy_xnli"],
+                              hparams={**HP, "epochs": 1, "freeze_embeddings": freeze}))
+    before, after = AutoModel.from_pretrained(str(small_model)), AutoModel.from_pretrained(result["model_dir"])
+    words = before.get_input_embeddings().weight, after.get_input_embeddings().weight
+    assert torch.equal(*words) == bool(freeze)
+    layer = before.encoder.layer[0].attention.self.query.weight, after.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(*layer)  # the layers above learn either way
 
 
 def test_interrupted_trial_resumes_from_its_last_epoch(tmp_path, toy_root, small_model):

@@ -85,6 +85,10 @@ HYPERPARAMETERS: dict[str, HyperparameterInfo] = _table(
                        "validate on the dev split's first that many examples", optional=True),
     HyperparameterInfo("patience", HPRule(int, low=1), None,
                        "stop after that many validations without a better dev score", optional=True),
+    HyperparameterInfo("freeze_embeddings", HPRule(int, low=0, high=1), 0,
+                       "1: the word embeddings stay as pretrained and only the layers above them learn, "
+                       "so English training cannot move English words away from their translations "
+                       "(whose embeddings it never updates)", optional=True),
 )
 
 #: the hyperparameter naming an adversarial-training configuration (a name, not a number:

@@ -92,6 +92,11 @@ class MultiTaskModel(nn.Module):
         """The word-embedding layer whose output adversarial methods perturb."""
         return self.encoder.get_input_embeddings()
 
+    def freeze_input_embeddings(self) -> None:
+        """Keep the word embeddings as pretrained (``freeze_embeddings``): English fine-tuning
+        updates only English rows, so frozen rows keep every language where pretraining put it."""
+        self.input_embeddings().requires_grad_(False)
+
     @contextlib.contextmanager
     def perturb_embeddings(self, perturb: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
         """Within the block, the word embeddings of every forward pass are ``perturb(embeddings)``.

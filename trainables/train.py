@@ -58,6 +58,7 @@ class TrainSettings:
     eval_every_steps: int | None = None
     eval_examples: int | None = None
     patience: int | None = None
+    freeze_embeddings: int = 0
     # resume state within epochs every that many optimizer steps (None: every ~5 minutes of work)
     checkpoint_every_steps: int | None = None
 

@@ -36,6 +36,8 @@ def train_phase(cfg: TrialConfig, tasks: dict[str, Task], model, tokenizer, out:
     """
     settings = replace(TrainSettings.from_dict(cfg.hparams, seed=cfg.seed),
                        checkpoint_every_steps=cfg.settings.get("checkpoint_every_steps"))
+    if settings.freeze_embeddings:  # before the optimizer and any DDP wrapper see the parameters
+        model.freeze_input_embeddings()
     lengths = task_lengths(cfg, settings.max_length)
     features = {name: get_family(t.info.family).featurize(t, t.load_train(), tokenizer, lengths[name])
                 for name, t in tasks.items()}
