@@ -10,6 +10,7 @@ import pytest
 
 from trainables.toy import NLI_LABELS, SHARED_ANCHORS, TOY_LANGUAGES, lexicon_vocabulary, read_manifest, write_toy_xtreme
 from trainables.toy.lexicon import CONCEPT_POS, CONCEPTS, LEXICON
+from trainables.toy.world import MNLI_SIZE_FACTOR
 
 SMALL = {"n_train": 90, "n_dev": 30, "n_test": 40, "n_corpus": 300}
 DERIVED = [lang for lang in TOY_LANGUAGES if lang != "en"]
@@ -78,7 +79,8 @@ def test_layout_and_manifest(toy):
             assert len(parse_conllu(path)) == count
         else:
             assert len(path.read_text(encoding="utf-8").splitlines()) == count, rel
-    expected = ["toy_xnli/train-en.jsonl", "toy_xnli/dev-en.jsonl", "toy_paraphrase/train-en.jsonl",
+    expected = ["toy_xnli/train-en.jsonl", "toy_xnli/dev-en.jsonl", "toy_mnli/train-en.jsonl",
+                "toy_mnli/dev-en.jsonl", "toy_paraphrase/train-en.jsonl",
                 "toy_paraphrase/dev-en.jsonl", "toy_pos/train-en.conllu", "toy_pos/dev-en.conllu",
                 "toy_chunk/train-en.jsonl", "toy_chunk/dev-en.jsonl", "corpus/mixed.txt", "corpus/parallel.tsv"]
     expected += [f"toy_xnli/test-{lang}.jsonl" for lang in TOY_LANGUAGES]
@@ -146,6 +148,20 @@ def test_xnli_format_balance_and_parallel_tests(toy):
             if row["label"] == "entailment":  # the hypothesis drops modifiers
                 assert _n_words(row["hypothesis"], lang) < _n_words(row["premise"], lang), row
     assert tests["xs"][0]["premise"] != tests["en"][0]["premise"]
+
+
+def test_mnli_is_a_larger_english_nli_set_with_pairs_of_its_own(toy):
+    xnli = {(r["premise"], r["hypothesis"]) for split in ("train", "dev", "test")
+            for r in _jsonl(toy / f"toy_xnli/{split}-en.jsonl")}
+    for split in ("train", "dev"):
+        rows = _jsonl(toy / f"toy_mnli/{split}-en.jsonl")
+        assert len(rows) == SMALL[f"n_{split}"] * (MNLI_SIZE_FACTOR if split == "train" else 1)
+        assert all(set(r) == {"premise", "hypothesis", "label"} and r["label"] in NLI_LABELS for r in rows)
+        counts = Counter(r["label"] for r in rows)
+        assert set(counts) == set(NLI_LABELS) and max(counts.values()) - min(counts.values()) <= 1
+        shared = sum((r["premise"], r["hypothesis"]) in xnli for r in rows)
+        assert shared <= 0.02 * len(rows), f"{shared} of toy_mnli's {split} pairs are toy_xnli pairs"
+    assert not (toy / "toy_mnli" / "test-en.jsonl").exists()  # an intermediate task: no test split
 
 
 def test_paraphrase_format_and_balance(toy):

@@ -16,6 +16,7 @@ from trainables.formats import read_conllu, read_json_lines, read_parallel
 from trainables.tasks import register
 from trainables.tasks.base import Task, TaskInfo
 from trainables.toy import TOY_LANGUAGES, write_toy_xtreme
+from trainables.toy.world import MNLI_SIZE_FACTOR
 
 SOURCE = "synthetic (trainables.toy)"
 UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
@@ -66,6 +67,16 @@ class ToyXnli(ToyTask):
         return data.map(lambda ex: {"text_a": ex["premise"], "text_b": ex["hypothesis"],
                                     "label": convert(ex["label"])},
                         remove_columns=data.column_names)
+
+
+@register
+class ToyMnli(ToyXnli):
+    info = TaskInfo(
+        name="toy_mnli", family="classification", languages=("en",), main_metric="accuracy",
+        source=SOURCE, description=f"3-way entailment, {MNLI_SIZE_FACTOR}x toy_xnli's training pairs (MNLI-like), English only",
+        target=False,
+    )
+    folder = "toy_mnli"
 
 
 @register

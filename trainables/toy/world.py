@@ -58,8 +58,11 @@ from trainables.toy.lexicon import (
 logger = logging.getLogger(__name__)
 
 #: bump when the generator's output changes, so that stale builds are rebuilt
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
+#: toy_mnli's training set is this many times toy_xnli's: an intermediate task is worth running
+#: when it has far more data than the target (MNLI's 393k pairs against most targets' thousands)
+MNLI_SIZE_FACTOR = 4
 #: probability that a content word of a mixed-corpus sentence is re-drawn in a random toy
 #: language (its own included); high, because in the toy world a word's context says little about
 #: which concept it is, so the alignment comes from words being interchangeable in one context
@@ -327,6 +330,20 @@ def _gen_xnli(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev:
             counts[f"toy_xnli/{name}"] = _write_jsonl(d / name, rows)
 
 
+def _gen_mnli(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev: int) -> None:
+    """A large English NLI set (MNLI-like) for intermediate training: toy_xnli's labels and
+    meanings, drawn from its own random stream (so none of its pairs is a toy_xnli pair by design)."""
+    d = out / "toy_mnli"
+    d.mkdir()
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        rng = _rng(seed, "mnli", split)
+        rows = ({"premise": text(render(p, "en", rng)), "hypothesis": text(render(h, "en", rng)),
+                 "label": label}
+                for label, p, h in ((label, *_nli_pair(rng, label))
+                                    for label in _balanced_labels(rng, n, NLI_LABELS)))
+        counts[f"toy_mnli/{split}-en.jsonl"] = _write_jsonl(d / f"{split}-en.jsonl", rows)
+
+
 def _gen_paraphrase(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev: int) -> None:
     d = out / "toy_paraphrase"
     d.mkdir()
@@ -457,6 +474,7 @@ def write_toy_xtreme(root: Path, *, seed: int = 0, n_train: int = 2000, n_dev: i
         counts: dict[str, int] = {}
         steps: list[tuple[str, Callable[[], None]]] = [
             ("xnli", lambda: _gen_xnli(tmp, seed, counts, n_train, n_dev, n_test)),
+            ("mnli", lambda: _gen_mnli(tmp, seed, counts, MNLI_SIZE_FACTOR * n_train, n_dev)),
             ("paraphrase", lambda: _gen_paraphrase(tmp, seed, counts, n_train, n_dev)),
             ("pos", lambda: _gen_pos(tmp, seed, counts, n_train, n_dev, n_test)),
             ("chunk", lambda: _gen_chunk(tmp, seed, counts, n_train, n_dev)),
