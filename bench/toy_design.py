@@ -69,6 +69,13 @@ def run_one(config: dict) -> dict:
     return {"metrics": result["metrics"], "model_dir": result.get("model_dir")}
 
 
+def link_hyperparameters(phase: dict, per_task: dict, overrides: dict, tasks: tuple[str, ...]) -> dict:
+    """As the sweep: a single-task intermediate job takes its task's values over the phase's (a
+    multi-task one keeps the phase's), and the command line's over both."""
+    own = per_task.get(tasks[0], {}) if len(tasks) == 1 else {}
+    return {**phase, **own, **overrides}
+
+
 class Design:
     def __init__(self, args: argparse.Namespace) -> None:
         from trainables.contract import HYPERPARAMETERS
@@ -90,13 +97,15 @@ class Design:
         # trial folders per model (its name keys its settings and data), so runs never mix
         self.runs = self.out / "runs" / Path(self.model).name
         hp = demo_hyperparameters()
-        self.intermediate_hp = {**hp["intermediate"], **parse_values(args.intermediate)}
+        self.intermediate_hp = hp["intermediate"]
+        self.intermediate_overrides = parse_values(args.intermediate)  # over the per-task values too
+        self.target_hp = hp["target"]
+        self.task_hp = hp.get("tasks", {})
         # what an intermediate job's result depends on besides its tasks and seed: names its folder
         # and the folders of the targets that start from it
         self.intermediate_tag = "-".join(f"{k}{v}" for k, v in sorted(
-            {**self.intermediate_hp, "mlm_cap": args.mlm_cap}.items()))
-        self.target_hp = hp["target"]
-        self.task_hp = hp.get("tasks", {})
+            {**self.intermediate_hp, **self.intermediate_overrides, "mlm_cap": args.mlm_cap,
+             **{f"{task}.{k}": v for task, values in self.task_hp.items() for k, v in values.items()}}.items()))
         self.target_overrides = parse_values(args.target)  # over the per-task values too
 
     def options(self, task: str) -> dict:
@@ -113,6 +122,9 @@ class Design:
                 "task_options": {t: self.options(t) for t in tasks},
                 "cache_dir": str(self.out / "cache"), "num_threads": 1}
 
+    def link_hyperparameters(self, tasks: tuple[str, ...]) -> dict:
+        return link_hyperparameters(self.intermediate_hp, self.task_hp, self.intermediate_overrides, tasks)
+
     def intermediate(self, pool: ProcessPoolExecutor, rows: list[str], seeds: list[int]) -> dict:
         """The model directory each (row, seed) starts its targets from; link by link for ``a+b``."""
         starts: dict = {(row, seed): None for row in rows for seed in seeds}
@@ -125,8 +137,9 @@ class Design:
                 for seed in seeds:
                     name = f"{'+'.join(links[:depth + 1])}-seed{seed}"
                     out = self.runs / "intermediate" / self.intermediate_tag / name
-                    config = self.config("intermediate", tuple(links[depth].split("&")), seed,
-                                         self.intermediate_hp, out, starts[(row, seed)])
+                    tasks = tuple(links[depth].split("&"))
+                    config = self.config("intermediate", tasks, seed, self.link_hyperparameters(tasks), out,
+                                         starts[(row, seed)])
                     futures[(row, seed)] = pool.submit(run_one, config)
             for key, future in futures.items():
                 result = future.result()
@@ -179,7 +192,7 @@ def table(results: dict, rows: list[str], targets: list[str], seeds: list[int], 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-seed", type=int, default=1, help="toy world seed (the demo's is 0)")
-    parser.add_argument("--rows", default="none,toy_paraphrase,toy_chunk")
+    parser.add_argument("--rows", default="none,toy_mnli,toy_paraphrase,toy_chunk")
     parser.add_argument("--targets", default="toy_xnli,toy_pos,toy_tatoeba")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--intermediate", default="", help="intermediate hyperparameters, a=1,b=2")

@@ -25,6 +25,15 @@ def test_values_parse_to_numbers_and_words():
         {"epochs": 3, "learning_rate": 0.002, "contrast_pooling": "mean"}
 
 
+def test_a_single_task_intermediate_job_takes_its_task_values_as_the_sweep_does():
+    link = _module().link_hyperparameters
+    phase, per_task = {"epochs": 2, "learning_rate": 1e-3}, {"toy_mnli": {"epochs": 1}}
+    assert link(phase, per_task, {}, ("toy_mnli",)) == {"epochs": 1, "learning_rate": 1e-3}
+    assert link(phase, per_task, {}, ("toy_mnli", "toy_chunk")) == phase  # multi-task: the phase's
+    assert link(phase, per_task, {"epochs": 3}, ("toy_mnli",))["epochs"] == 3  # the command line's win
+    assert link(phase, per_task, {}, ("toy_chunk",)) == phase
+
+
 def test_smoke_run_prints_every_target_and_row(tmp_path):
     rows = ["none", "toy_chunk", "toy_paraphrase&mlm", "toy_paraphrase+toy_chunk"]
     targets = ["toy_xnli", "toy_tatoeba"]
