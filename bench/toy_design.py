@@ -69,8 +69,8 @@ def run_one(config: dict) -> dict:
     return {"metrics": result["metrics"], "model_dir": result.get("model_dir")}
 
 
-def link_hyperparameters(phase: dict, per_task: dict, overrides: dict, tasks: tuple[str, ...]) -> dict:
-    """As the sweep: a single-task intermediate job takes its task's values over the phase's (a
+def job_hyperparameters(phase: dict, per_task: dict, overrides: dict, tasks: tuple[str, ...]) -> dict:
+    """As the sweep: a job that trains one task takes its task's values over the phase's (a
     multi-task one keeps the phase's), and the command line's over both."""
     own = per_task.get(tasks[0], {}) if len(tasks) == 1 else {}
     return {**phase, **own, **overrides}
@@ -122,9 +122,6 @@ class Design:
                 "task_options": {t: self.options(t) for t in tasks},
                 "cache_dir": str(self.out / "cache"), "num_threads": 1}
 
-    def link_hyperparameters(self, tasks: tuple[str, ...]) -> dict:
-        return link_hyperparameters(self.intermediate_hp, self.task_hp, self.intermediate_overrides, tasks)
-
     def intermediate(self, pool: ProcessPoolExecutor, rows: list[str], seeds: list[int]) -> dict:
         """The model directory each (row, seed) starts its targets from; link by link for ``a+b``."""
         starts: dict = {(row, seed): None for row in rows for seed in seeds}
@@ -138,8 +135,8 @@ class Design:
                     name = f"{'+'.join(links[:depth + 1])}-seed{seed}"
                     out = self.runs / "intermediate" / self.intermediate_tag / name
                     tasks = tuple(links[depth].split("&"))
-                    config = self.config("intermediate", tasks, seed, self.link_hyperparameters(tasks), out,
-                                         starts[(row, seed)])
+                    hp = job_hyperparameters(self.intermediate_hp, self.task_hp, self.intermediate_overrides, tasks)
+                    config = self.config("intermediate", tasks, seed, hp, out, starts[(row, seed)])
                     futures[(row, seed)] = pool.submit(run_one, config)
             for key, future in futures.items():
                 result = future.result()
@@ -155,7 +152,7 @@ class Design:
             for target in targets:
                 info = task_info(target)
                 evaluation = not get_family(info.family).trainable  # an eval job (Tatoeba)
-                hp = {**self.target_hp, **self.task_hp.get(target, {}), **self.target_overrides}
+                hp = job_hyperparameters(self.target_hp, self.task_hp, self.target_overrides, (target,))
                 if evaluation:
                     hp = {"max_length": hp["max_length"]}
                 tag = "-".join(f"{k}{v}" for k, v in sorted(hp.items()))

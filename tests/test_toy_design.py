@@ -25,8 +25,8 @@ def test_values_parse_to_numbers_and_words():
         {"epochs": 3, "learning_rate": 0.002, "contrast_pooling": "mean"}
 
 
-def test_a_single_task_intermediate_job_takes_its_task_values_as_the_sweep_does():
-    link = _module().link_hyperparameters
+def test_a_single_task_job_takes_its_task_values_as_the_sweep_does():
+    link = _module().job_hyperparameters
     phase, per_task = {"epochs": 2, "learning_rate": 1e-3}, {"toy_mnli": {"epochs": 1}}
     assert link(phase, per_task, {}, ("toy_mnli",)) == {"epochs": 1, "learning_rate": 1e-3}
     assert link(phase, per_task, {}, ("toy_mnli", "toy_chunk")) == phase  # multi-task: the phase's
