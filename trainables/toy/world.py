@@ -315,6 +315,12 @@ def _rng(seed: int, *parts: object) -> random.Random:
     return random.Random("/".join(str(p) for p in (seed, *parts)))
 
 
+def _nli_row(label: str, premise: Event, hypothesis: Event, lang: str, rng: random.Random) -> dict:
+    """One NLI example as its JSON line: the pair rendered in ``lang`` (premise first)."""
+    return {"premise": text(render(premise, lang, rng)), "hypothesis": text(render(hypothesis, lang, rng)),
+            "label": label}
+
+
 def _gen_xnli(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev: int, n_test: int) -> None:
     d = out / "toy_xnli"
     d.mkdir()
@@ -324,8 +330,7 @@ def _gen_xnli(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev:
         langs = TOY_LANGUAGES if split == "test" else ("en",)
         for lang in langs:
             srng = _rng(seed, "xnli", split, lang, "surface")
-            rows = ({"premise": text(render(p, lang, srng)), "hypothesis": text(render(h, lang, srng)),
-                     "label": label} for label, p, h in pairs)
+            rows = (_nli_row(label, p, h, lang, srng) for label, p, h in pairs)
             name = f"{split}-{lang}.jsonl"
             counts[f"toy_xnli/{name}"] = _write_jsonl(d / name, rows)
 
@@ -337,10 +342,9 @@ def _gen_mnli(out: Path, seed: int, counts: dict[str, int], n_train: int, n_dev:
     d.mkdir()
     for split, n in (("train", n_train), ("dev", n_dev)):
         rng = _rng(seed, "mnli", split)
-        rows = ({"premise": text(render(p, "en", rng)), "hypothesis": text(render(h, "en", rng)),
-                 "label": label}
-                for label, p, h in ((label, *_nli_pair(rng, label))
-                                    for label in _balanced_labels(rng, n, NLI_LABELS)))
+        # each pair is drawn and rendered before the next, from the one stream
+        rows = (_nli_row(label, *_nli_pair(rng, label), "en", rng)
+                for label in _balanced_labels(rng, n, NLI_LABELS))
         counts[f"toy_mnli/{split}-en.jsonl"] = _write_jsonl(d / f"{split}-en.jsonl", rows)
 
 
